@@ -1,0 +1,3 @@
+from vtag.cli import main
+
+main()
