@@ -163,6 +163,7 @@ def train_command(
     schedule: str = typer.Option("constant", "--schedule", help="Learning rate: constant (paper) or cosine."),
     warmup_epochs: float = typer.Option(0.0, "--warmup-epochs", help="Linear learning-rate warm-up, in epochs."),
     ema: float = typer.Option(0.0, "--ema", help="Keep an exponential moving average of the weights (e.g. 0.999)."),
+    bias_init: str = typer.Option("prior", "--bias-init", help="Classifier bias start: prior (label frequencies) or zero."),
     stream: bool = typer.Option(False, "--stream", help="Stream records each epoch instead of loading them once."),
     save_dtype: str = typer.Option("float32", "--save-dtype", help="float32 or float16 for model.safetensors."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad records instead of stopping."),
@@ -175,7 +176,7 @@ def train_command(
     config = TrainConfig(train=train, valid=valid, model=model, epochs=epochs, lr=lr, dropout=dropout,
                          batch_size=batch_size, weight_decay=weight_decay, out=out, resume=resume, device=device,
                          input_spec=input_spec, vocab=vocab, workers=workers, seed=seed, model_overrides=overrides,
-                         schedule=schedule, warmup_epochs=warmup_epochs, ema=ema, stream=stream,
+                         schedule=schedule, warmup_epochs=warmup_epochs, ema=ema, bias_init=bias_init, stream=stream,
                          save_dtype=save_dtype, skip_bad=skip_bad)
     result = run_training(config, progress=sys.stderr.isatty(), log=lambda line: console.print(line, highlight=False))
     best = f", best valid GAP {result.best_gap:.4f} in {result.out / 'best'}" if result.best_gap is not None else ""
