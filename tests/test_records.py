@@ -13,7 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 import vtag.records
-import vtag.tfrecord
 from vtag.cli import app
 from vtag.errors import VtagError
 from vtag.records import (
@@ -53,14 +52,6 @@ def assert_same(a: YT8MRecord, b: YT8MRecord) -> None:
 
 
 # ---- YT8M records --------------------------------------------------------------------------------
-
-
-def test_framing_and_codec_names_stay_importable_from_records():
-    # they lived in vtag.records before vtag.tfrecord existed; callers still import them from there
-    for name in ("ReadStats", "PathLike", "iter_tfrecord", "write_tfrecord", "masked_crc32c", "atomic_write",
-                 "encode_example", "decode_example", "encode_sequence_example", "decode_sequence_example",
-                 "_decode_message", "_frame", "_Malformed"):
-        assert getattr(vtag.records, name) is getattr(vtag.tfrecord, name), name
 
 
 def test_empty_file_reads_as_no_records(tmp_path):

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vtag.classify import MEDIA_SUFFIXES, Tagger, csv_line, prediction_line, write_atomic_text
+from vtag.classify import MEDIA_SUFFIXES, Tagger, csv_line, prediction_line
+from vtag.fileio import atomic_write_text
 from vtag.errors import VtagError
 
 FRAMES_PER_CHUNK = 16
@@ -117,10 +118,10 @@ class ResultsFile:
         if retry_failed and failed:
             keep = [line for p, _, line in entries if p not in failed]
             header = [csv_line(self.CSV_HEADER)] if self.format == "csv" else []
-            write_atomic_text(self.path, header + keep)
+            atomic_write_text(self.path, header + keep)
             failed = set()
         if self.format == "csv" and not self.path.exists():
-            write_atomic_text(self.path, [csv_line(self.CSV_HEADER)])
+            atomic_write_text(self.path, [csv_line(self.CSV_HEADER)])
         return finished, failed
 
     def append(self, line: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -230,21 +229,6 @@ def kaggle_rows(predictions: Iterable[Prediction]) -> Iterator[str]:
         pairs = " ".join(f"{label.id} {label.score:.6f}" for label in p.labels)
         video_id = p.source if p.source != p.path else Path(p.path).stem
         yield f"{video_id},{pairs}\n"
-
-
-def write_atomic_text(path: Path, chunks: Iterable[str]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def csv_line(values: list) -> str:

@@ -370,7 +370,8 @@ def classify(
 
     from rich.table import Table
 
-    from vtag.classify import classify_paths, kaggle_rows, write_atomic_text
+    from vtag.classify import classify_paths, kaggle_rows
+    from vtag.fileio import atomic_write_text
 
     fmt = "json" if as_json else fmt
     if fmt not in ("table", "json", "kaggle"):
@@ -382,7 +383,7 @@ def classify(
     predictions = classify_paths(inputs, model=model, top_k=top_k, device=device, random_weights=random_weights, skip_bad=skip_bad)
     if fmt == "kaggle":
         rows = list(kaggle_rows(predictions))
-        write_atomic_text(output, rows)
+        atomic_write_text(output, rows)
         err_console.print(f"wrote {len(rows) - 1} rows to {output}")
         return
     for p in predictions:

@@ -19,13 +19,10 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from vtag.errors import VtagError
+from vtag.tfrecord import ReadStats, _decode_message, _frame, _Malformed
 from vtag.records import (
     INPUT_SPECS,
-    ReadStats,
-    _decode_message,
     _fast_video_entry,
-    _frame,
-    _Malformed,
     expand_paths,
     pool_frames,
     read_records,

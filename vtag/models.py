@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +28,7 @@ from torch import nn
 
 from vtag.attention import CrossModalAttention, SelfAttention
 from vtag.errors import VtagError
+from vtag.fileio import atomic_write_bytes
 
 INPUT_DIMS = {"mean": (1024, 128), "mean+std": (2048, 256)}  # (visual, audio)
 PAPER_NUM_CLASSES = 4716  # the paper trains on the 2017 YouTube-8M vocabulary
@@ -445,19 +444,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
            "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
@@ -485,8 +471,8 @@ def save_model(model: nn.Module, directory: str | Path, extra: dict | None = Non
         raise VtagError("save_model: 'model' in extra would overwrite the model's settings; rename that key")
     meta = {"format": FORMAT, "name": model.config.name, "model": model.config.to_dict(),
             "weights_dtype": str(dtype).removeprefix("torch."), **meta}
-    _atomic_write(directory / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
-    _atomic_write(directory / CONFIG_FILE, (json.dumps(meta, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(directory / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
+    atomic_write_bytes(directory / CONFIG_FILE, (json.dumps(meta, indent=2, sort_keys=False) + "\n").encode())
     return directory
 
 

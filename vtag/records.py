@@ -29,14 +29,11 @@ import numpy as np
 
 from vtag.errors import VtagError
 
-# The framing and codec lived here before vtag.tfrecord existed; their public names stay importable
-# from vtag.records (hence the names this module does not use itself).
-from vtag.tfrecord import (  # noqa: F401
+from vtag.tfrecord import (
     _HEADER,
     _LENGTH_CRC_PROBLEM,
     _MASK_DELTA,
     _U32,
-    FeatureValue,
     PathLike,
     ReadStats,
     _bad,
@@ -47,12 +44,8 @@ from vtag.tfrecord import (  # noqa: F401
     _put_len,
     _put_varint,
     _read_file,
-    atomic_write,
-    decode_example,
-    decode_sequence_example,
     encode_example,
     encode_sequence_example,
-    iter_tfrecord,
     masked_crc32c,
     write_tfrecord,
 )

@@ -17,16 +17,15 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Union
 
 import google_crc32c
 import numpy as np
 
 from vtag.errors import VtagError
+from vtag.fileio import atomic_write
 
 log = logging.getLogger("vtag.tfrecord")
 
@@ -157,27 +156,6 @@ def write_tfrecord(path: PathLike, payloads: Iterable[bytes]) -> int:
 
     atomic_write(path, write)
     return count
-
-
-def atomic_write(path: PathLike, write) -> None:
-    """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`."""
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise VtagError(f"{target}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Iterable, Mapping, NamedTuple
 import numpy as np
 
 from vtag.errors import VtagError
+from vtag.fileio import atomic_write_text
 
 CACHE_ENV = "VTAG_CACHE"
 _CHUNK = 1 << 20
@@ -195,7 +196,7 @@ def _file_verified(path: Path, expected: str | None) -> bool:
     digest = sha256_file(path)
     if _sha_matches(digest, expected):
         try:
-            _atomic_write_text(stamp, f"{key} {digest}")
+            atomic_write_text(stamp, f"{key} {digest}")
         except OSError:
             pass  # a read-only cache still works, it just re-hashes
         return True
@@ -244,19 +245,6 @@ def weight_path(name: str, required: bool = True,
 
 
 # ---- installing --------------------------------------------------------------------------------
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _install_file(source: Path, target: Path, move: bool) -> None:
@@ -350,7 +338,7 @@ def _install_checked(entry: WeightFile, source: Path, root: Path, move: bool) ->
     _install_file(source, target, move)
     stat = target.stat()
     try:
-        _atomic_write_text(_stamp_path(target), f"{stat.st_size} {stat.st_mtime_ns} {digest}")
+        atomic_write_text(_stamp_path(target), f"{stat.st_size} {stat.st_mtime_ns} {digest}")
     except OSError:
         pass
     return target

@@ -1,0 +1,39 @@
+"""Atomic file writes: every file vtag writes (records, weights, configs, results) appears whole or
+not at all, so a crash or Ctrl-C never leaves a half-written file behind under the real name."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from vtag.errors import VtagError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise VtagError(f"{target}: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike, chunks: str | Iterable[str]) -> None:
+    parts = [chunks] if isinstance(chunks, str) else chunks
+    atomic_write(path, lambda f: [f.write(part.encode("utf-8")) for part in parts])
