@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import vtag.records
 from vtag.cli import app
 from vtag.errors import VtagError
 from vtag.records import (
