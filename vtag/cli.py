@@ -164,6 +164,7 @@ def train_command(
     warmup_epochs: float = typer.Option(0.0, "--warmup-epochs", help="Linear learning-rate warm-up, in epochs."),
     ema: float = typer.Option(0.0, "--ema", help="Keep an exponential moving average of the weights (e.g. 0.999)."),
     bias_init: str = typer.Option("prior", "--bias-init", help="Classifier bias start: prior (label frequencies) or zero."),
+    input_dropout: float = typer.Option(0.0, "--input-dropout", help="Dropout on the input features while training."),
     stream: bool = typer.Option(False, "--stream", help="Stream records each epoch instead of loading them once."),
     save_dtype: str = typer.Option("float32", "--save-dtype", help="float32 or float16 for model.safetensors."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad records instead of stopping."),
@@ -176,7 +177,7 @@ def train_command(
     config = TrainConfig(train=train, valid=valid, model=model, epochs=epochs, lr=lr, dropout=dropout,
                          batch_size=batch_size, weight_decay=weight_decay, out=out, resume=resume, device=device,
                          input_spec=input_spec, vocab=vocab, workers=workers, seed=seed, model_overrides=overrides,
-                         schedule=schedule, warmup_epochs=warmup_epochs, ema=ema, bias_init=bias_init, stream=stream,
+                         schedule=schedule, warmup_epochs=warmup_epochs, ema=ema, bias_init=bias_init, input_dropout=input_dropout, stream=stream,
                          save_dtype=save_dtype, skip_bad=skip_bad)
     result = run_training(config, progress=sys.stderr.isatty(), log=lambda line: console.print(line, highlight=False))
     best = f", best valid GAP {result.best_gap:.4f} in {result.out / 'best'}" if result.best_gap is not None else ""
@@ -330,7 +331,7 @@ def extract(
     note = "  [bold yellow](random weights: NOT meaningful)[/]" if summary.random_weights else ""
     if summary.written:
         console.print(f"wrote {len(summary.written)} {level}-level records to {summary.output} "
-                      f"in {summary.seconds:.1f} s{note}", highlight=False)
+                      f"in {summary.seconds:.1f} s{note}", highlight=False, soft_wrap=True)
     if summary.failed:
         nothing = "; nothing written" if not summary.written else ""
         err_console.print(f"[red]{len(summary.failed)} of {len(summary.failed) + len(summary.written)} "

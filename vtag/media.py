@@ -1,0 +1,303 @@
+"""Decoding with PyAV: YT8M's frame sampling and 16 kHz mono audio.
+
+Frame sampling reproduces Google's `extract_tfrecords_main.frame_iterator`, which drove OpenCV:
+
+    last_ts = -99999
+    while kept < max_frames:
+        while cap.get(CAP_PROP_POS_MSEC) < last_ts + every_ms:
+            read()                      # dropped
+        last_ts = cap.get(CAP_PROP_POS_MSEC)
+        keep(read())
+
+OpenCV's FFmpeg backend answers CAP_PROP_POS_MSEC with the timestamp of the frame it decoded *last*
+(`(picture_pts - stream.start_time) * time_base * 1000`), and 0 before the first read. So the first
+frame is kept; then frames are read and dropped until one whose own timestamp reaches
+`last_ts + every_ms`; the frame after that one is kept, and `last_ts` is the dropped frame's time.
+At 25 fps that keeps frames 0, 26, 51, 76, ... (frame 25 at 1000 ms is dropped, 26 kept; frame 50
+at 2000 ms dropped, 51 kept). `FrameSelector` is that loop turned inside out, so the decoder can be
+streamed and only the frames kept are converted to RGB (the conversion, not the decode, is what a
+YT8M-style loop spends most of its time on).
+
+Timestamps come from pts × time_base, never from frame counts, so variable-frame-rate files sample
+the same way OpenCV would. Frames are rotated upright from the display matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from vtag.errors import VtagError
+
+YT8M_EVERY_MS = 1000.0
+YT8M_MAX_FRAMES = 300
+AUDIO_RATE = 16000
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a file holds, from its headers (and one decoded frame, for the rotation)."""
+
+    path: Path
+    has_video: bool
+    has_audio: bool
+    duration_s: float | None
+    width: int | None = None  # as displayed, i.e. after rotation
+    height: int | None = None
+    fps: float | None = None  # average rate from the container; VFR files have no single rate
+    rotation: int = 0  # degrees counter-clockwise, as in the display matrix
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    audio_rate: int | None = None
+    audio_channels: int | None = None
+
+    @property
+    def lacks(self) -> str | None:
+        """'audio' / 'video' for a file missing one of them, else None."""
+        if not self.has_audio:
+            return "audio"
+        if not self.has_video:
+            return "video"
+        return None
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    """A kept frame: its position in decode order, its timestamp and its upright RGB pixels."""
+
+    index: int
+    time_s: float
+    rgb: np.ndarray  # uint8 [H, W, 3]
+
+
+def _summarise(exc: BaseException) -> str:
+    """One line from a PyAV/FFmpeg error, without the file name PyAV appends (we name it ourselves)."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())
+
+
+def _open(path: str | Path) -> av.container.InputContainer:
+    path = Path(path)
+    if not path.exists():
+        raise VtagError(f"{path}: no such file")
+    if path.is_dir():
+        raise VtagError(f"{path}: is a directory, not a media file")
+    if path.stat().st_size == 0:
+        raise VtagError(f"{path}: empty file (0 bytes), not a video or audio file")
+    try:
+        container = av.open(str(path), "r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise VtagError(f"{path}: cannot read as media ({_summarise(exc)}); is it a video or audio file?") from None
+    if not container.streams.video and not container.streams.audio:
+        container.close()
+        raise VtagError(f"{path}: has neither a video nor an audio track")
+    return container
+
+
+def _decode_error(path: str | Path, exc: BaseException, where: str) -> VtagError:
+    return VtagError(f"{path}: corrupt or unreadable {where} ({_summarise(exc)})")
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Read a file's headers: which tracks it has, its duration, display size, rate and rotation."""
+    container = _open(path)
+    try:
+        duration = container.duration / av.time_base if container.duration else None
+        info = {"path": Path(path), "has_video": bool(container.streams.video),
+                "has_audio": bool(container.streams.audio), "duration_s": duration}
+        if container.streams.video:
+            vs = container.streams.video[0]
+            rotation = _stream_rotation(vs)
+            width, height = vs.codec_context.width, vs.codec_context.height
+            if rotation % 180:
+                width, height = height, width
+            rate = vs.average_rate or vs.guessed_rate
+            info.update(width=width, height=height, fps=float(rate) if rate else None, rotation=rotation,
+                        video_codec=vs.codec_context.name)
+            if duration is None and vs.duration is not None:
+                info["duration_s"] = float(vs.duration * vs.time_base)
+        if container.streams.audio:
+            aus = container.streams.audio[0]
+            info.update(audio_codec=aus.codec_context.name, audio_rate=aus.codec_context.sample_rate,
+                        audio_channels=aus.codec_context.channels)
+        return MediaInfo(**info)
+    finally:
+        container.close()
+
+
+def _stream_rotation(stream) -> int:
+    """Rotation from the first decoded frame's display matrix (FFmpeg copies the stream's matrix onto
+    every frame); 0 when the file has none or the frame cannot be decoded here."""
+    try:
+        for frame in stream.container.decode(stream):
+            return _normalise_rotation(frame.rotation)
+    except av.FFmpegError:
+        pass
+    return 0
+
+
+def _normalise_rotation(degrees: float | int | None) -> int:
+    if not degrees:
+        return 0
+    return int(round(degrees / 90.0)) * 90 % 360
+
+
+def apply_rotation(rgb: np.ndarray, degrees: int) -> np.ndarray:
+    """Turn a decoded frame upright. `degrees` is the display matrix's counter-clockwise rotation
+    (PyAV's `VideoFrame.rotation`); the frame is shown rotated that way, so rotate it likewise.
+    Anything not a multiple of 90 is rounded to the nearest one (FFmpeg's autorotate does the same)."""
+    turns = _normalise_rotation(degrees) // 90
+    if turns == 0:
+        return rgb
+    return np.ascontiguousarray(np.rot90(rgb, k=turns))
+
+
+class FrameSelector:
+    """OpenCV's frame_iterator as a streaming decision: call `keep(t_ms)` for every decoded frame in
+    order with its timestamp (ms from the stream start); True means YT8M's extractor kept it."""
+
+    def __init__(self, every_ms: float = YT8M_EVERY_MS, max_frames: int | None = YT8M_MAX_FRAMES) -> None:
+        self.every_ms = every_ms
+        self.max_frames = max_frames
+        self.kept = 0
+        self._last_ts = -99999.0
+        self._keep_next = False
+        self._after_read(0.0)  # CAP_PROP_POS_MSEC is 0 before the first read
+
+    @property
+    def done(self) -> bool:
+        return self.max_frames is not None and self.kept >= self.max_frames
+
+    def _after_read(self, position_ms: float) -> None:
+        # The skip loop's test, done once per read: once the position reaches the mark, the mark
+        # moves to this position and the next read is kept.
+        if not self._keep_next and position_ms >= self._last_ts + self.every_ms:
+            self._last_ts = position_ms
+            self._keep_next = True
+
+    def keep(self, t_ms: float) -> bool:
+        if self.done:
+            return False
+        keep = self._keep_next
+        if keep:
+            self._keep_next = False
+            self.kept += 1
+        self._after_read(t_ms)
+        return keep
+
+
+def select_frames(timestamps_ms, every_ms: float = YT8M_EVERY_MS,
+                  max_frames: int | None = YT8M_MAX_FRAMES) -> list[int]:
+    """Indices of the frames YT8M's extractor keeps, given every frame's timestamp in decode order."""
+    selector = FrameSelector(every_ms, max_frames)
+    return [i for i, t in enumerate(timestamps_ms) if selector.keep(t)]
+
+
+def _frame_time_ms(frame, start_pts: int, time_base, index: int, fps: float | None, previous_ms: float) -> float:
+    pts = frame.pts if frame.pts is not None else frame.dts
+    if pts is not None and time_base is not None:
+        # Same arithmetic as OpenCV: (pts - start_time) * r2d(time_base) * 1000, in doubles.
+        return (pts - start_pts) * (time_base.numerator / time_base.denominator) * 1000.0
+    # No timestamp at all (rare raw streams): assume a constant rate from the last frame.
+    return previous_ms + (1000.0 / fps if fps else 40.0) if index else 0.0
+
+
+def sample_frames(path: str | Path, *, every_ms: float = YT8M_EVERY_MS,
+                  max_frames: int | None = YT8M_MAX_FRAMES, threads: bool = True) -> Iterator[np.ndarray]:
+    """Yield the frames YT8M's extractor would keep as upright uint8 RGB arrays [H, W, 3]
+    (`sample_frames_timed` also gives each one's index and timestamp)."""
+    for frame in sample_frames_timed(path, every_ms=every_ms, max_frames=max_frames, threads=threads):
+        yield frame.rgb
+
+
+def sample_frames_timed(path: str | Path, *, every_ms: float = YT8M_EVERY_MS,
+                        max_frames: int | None = YT8M_MAX_FRAMES, threads: bool = True) -> Iterator[SampledFrame]:
+    """Yield the frames YT8M's extractor would keep, upright, as RGB, one at a time.
+
+    Streams: nothing but the current frame is held, so memory does not grow with the video; frames
+    that are dropped are decoded (the codec needs them) but never converted to RGB. Raises VtagError
+    naming the file when it has no video track or cannot be decoded."""
+    container = _open(path)
+    try:
+        if not container.streams.video:
+            raise VtagError(f"{path}: has no video track")
+        stream = container.streams.video[0]
+        if threads:
+            stream.thread_type = "AUTO"  # frame + slice threads: the decode is the other half of the work
+        time_base = stream.time_base
+        start_pts = stream.start_time if stream.start_time is not None else 0
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else None
+        selector = FrameSelector(every_ms, max_frames)
+        t_ms = 0.0
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                t_ms = _frame_time_ms(frame, start_pts, time_base, index, fps, t_ms)
+                if selector.keep(t_ms):
+                    rgb = apply_rotation(frame.to_ndarray(format="rgb24"), frame.rotation)
+                    yield SampledFrame(index=index, time_s=t_ms / 1000.0, rgb=rgb)
+                    if selector.done:
+                        return
+                index += 1
+        except av.FFmpegError as exc:
+            raise _decode_error(path, exc, f"video near {t_ms / 1000.0:.1f} s") from None
+    finally:
+        container.close()
+
+
+def read_audio(path: str | Path, *, rate: int = AUDIO_RATE, max_seconds: float | None = None,
+               align_to_video: bool = True) -> np.ndarray:
+    """The first audio track as mono float32 at `rate` Hz (any codec, channel count or rate, through
+    FFmpeg's resampler), at most `max_seconds` long.
+
+    With `align_to_video`, sample 0 is the video stream's start (the time frame sampling counts
+    from), so audio second t pairs with visual second t: audio that starts late is preceded by
+    silence and audio before the video's start is dropped. Raises VtagError when the file has no
+    audio track or the audio cannot be decoded."""
+    container = _open(path)
+    limit = None if max_seconds is None else int(math.ceil(max_seconds * rate))
+    try:
+        if not container.streams.audio:
+            raise VtagError(f"{path}: has no audio track")
+        stream = container.streams.audio[0]
+        stream.thread_type = "AUTO"
+        origin_s = None
+        if align_to_video and container.streams.video:
+            vs = container.streams.video[0]
+            origin_s = float((vs.start_time or 0) * vs.time_base) if vs.time_base else 0.0
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        chunks: list[np.ndarray] = []
+        have = 0
+        lead = None  # samples of silence to prepend (>0) or to drop (<0)
+        try:
+            for frame in container.decode(stream):
+                if lead is None:
+                    first_s = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
+                    lead = round((first_s - origin_s) * rate) if origin_s is not None else 0
+                    if lead > 0:
+                        chunks.append(np.zeros(lead, np.float32))
+                        have += lead
+                for out in resampler.resample(frame):
+                    samples = out.to_ndarray().reshape(-1)
+                    chunks.append(samples)
+                    have += samples.size
+                if limit is not None and have >= limit - min(lead or 0, 0):
+                    break
+            else:
+                for out in resampler.resample(None):
+                    samples = out.to_ndarray().reshape(-1)
+                    chunks.append(samples)
+        except av.FFmpegError as exc:
+            raise _decode_error(path, exc, "audio") from None
+    finally:
+        container.close()
+    wave = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    if lead is not None and lead < 0:
+        wave = wave[-lead:]
+    return wave[:limit] if limit is not None else wave
