@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from media_factory import make_broken, make_media
 from vtag.cli import app
 from vtag.errors import VtagError
-from vtag.extract import (FeatureExtractor, TF1Resizer, _fuse_batch_norm, assemble_features, pooled,
+from vtag.extract import (FeatureExtractor, _fuse_batch_norm, assemble_features, pooled,
                           resolve_device)
 from vtag.features import dequantize, quantize
 from vtag.records import pool_frames, read_records
@@ -33,17 +33,6 @@ def clip(tmp_path_factory):
 
 
 # ---- preprocessing and the network ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize("shape", [(63, 97, 3), (720, 1280, 3), (299, 299, 3), (40, 500, 3)])
-def test_resizer_matches_the_dense_tf1_resize(shape):
-    from vtag.inception import InceptionV3Pool3
-
-    frame = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    ours = TF1Resizer()(frame)
-    reference = InceptionV3Pool3().preprocess(torch.from_numpy(frame)[None])[0]
-    assert ours.shape == (3, 299, 299)
-    torch.testing.assert_close(ours, reference, atol=2e-6, rtol=0)
 
 
 def test_batch_norm_folding_keeps_the_output():

@@ -233,3 +233,9 @@ def test_golden_pool3_features(shared_data):
     with torch.inference_mode():
         got = load_inception()(frame)[0].numpy()
     assert _mean_elementwise_difference(got, expected) < 0.1
+
+
+def test_tf1_resize_of_uint8_equals_resize_of_float():
+    # preprocess gathers from the uint8 frame before casting, to keep full-size floats out of memory
+    image = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (2, 3, 63, 97), dtype=np.uint8))
+    torch.testing.assert_close(tf1_resize_bilinear(image, 299), tf1_resize_bilinear(image.float(), 299), rtol=0, atol=0)

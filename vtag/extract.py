@@ -95,51 +95,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(name)
 
 
-class TF1Resizer:
-    """The Inception graph's input stage for one frame: uint8 [H, W, 3] -> float [3, 299, 299] in
-    about [-1, 1], i.e. TF1's legacy bilinear resize then (x - 128) / 128.
-
-    inception.tf1_resize_bilinear applies the resize as two dense matrices, which costs more than
-    the network itself on a 1080p frame (~6 GFLOP). Each output pixel only reads two rows and two
-    columns, so this takes the same matrices' two non-zeros per row and gathers + blends: the same
-    arithmetic, without the zeros. Working per frame also keeps only 299x299 floats per frame in a
-    batch instead of full-size float frames."""
-
-    def __init__(self, size: int | None = None) -> None:
-        from vtag.inception import INPUT_SIZE
-
-        self.size = size or INPUT_SIZE
-        self._taps: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-
-    def _axis(self, length: int, device: torch.device):
-        key = (length, device)
-        if key not in self._taps:
-            from vtag.inception import tf1_resize_matrix
-
-            matrix = tf1_resize_matrix(length, self.size)
-            nonzero = matrix > 0
-            lower = nonzero.argmax(axis=1)
-            upper = length - 1 - nonzero[:, ::-1].argmax(axis=1)
-            rows = np.arange(self.size)
-            upper_weight = np.where(upper != lower, matrix[rows, upper], 0.0)
-            self._taps[key] = (torch.from_numpy(lower).to(device), torch.from_numpy(upper).to(device),
-                               torch.from_numpy(upper_weight.astype(np.float32)).to(device))
-        return self._taps[key]
-
-    def __call__(self, rgb: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-        device = torch.device(device)
-        frame = torch.as_tensor(rgb).to(device)
-        if frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"expected a frame [H, W, 3], got {tuple(frame.shape)}")
-        lo_r, hi_r, w_r = self._axis(frame.shape[0], device)
-        lo_c, hi_c, w_c = self._axis(frame.shape[1], device)
-        top, bottom = frame[lo_r].to(torch.float32), frame[hi_r].to(torch.float32)
-        rows = top + (bottom - top) * w_r[:, None, None]  # [299, W, 3]
-        left, right = rows[:, lo_c], rows[:, hi_c]
-        out = left + (right - left) * w_c[None, :, None]  # [299, 299, 3]
-        return ((out - 128.0) / 128.0).permute(2, 0, 1)
-
-
 def _fuse_batch_norm(model: nn.Module) -> nn.Module:
     """Fold each conv + eval-mode batch norm into the conv (weights scaled, a bias added), in place:
     one pass over the activations instead of two. Changes float32 rounding only (~1e-6 relative)."""
@@ -194,7 +149,6 @@ class FeatureExtractor:
         self.batch_size = batch_size
         self.inception, self.yt8m_pca, self.vggish, self.vggish_pca = _load_networks(
             random_weights, str(self.device), fuse)
-        self.resize = TF1Resizer()
 
     # ---- the stages, usable on their own (vtag batch decodes in worker processes) ----------------
 
@@ -209,7 +163,8 @@ class FeatureExtractor:
         out = [np.zeros((0, 1024), np.float32)]
         pending: list[torch.Tensor] = []
         for frame in frames:
-            pending.append(self.resize(frame, self.device))
+            # one frame at a time: only 299x299 floats per frame are held for the batch
+            pending.append(self.inception.preprocess(torch.as_tensor(frame)[None])[0])
             if len(pending) == self.batch_size:
                 out.append(self._inception_batch(torch.stack(pending)))
                 pending = []

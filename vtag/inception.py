@@ -15,6 +15,8 @@ TF1's legacy coordinate mapping (no half-pixel offset), then `(x - 128) / 128`.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -55,14 +57,25 @@ def tf1_resize_matrix(in_size: int, out_size: int) -> np.ndarray:
     return matrix
 
 
+@functools.lru_cache(maxsize=32)
+def _tf1_taps_tensors(in_size: int, out_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    lower, upper, lerp = _tf1_taps(in_size, out_size)
+    return torch.from_numpy(lower), torch.from_numpy(upper), torch.from_numpy(lerp.astype(np.float32))
+
+
 def tf1_resize_bilinear(images: Tensor, size: int = INPUT_SIZE) -> Tensor:
-    """Resize float images [B, C, H, W] to [B, C, size, size] like TF1's legacy ResizeBilinear, as
-    `rows @ image @ cols.T` with the two interpolation matrices: simple and exact, though for large
-    frames a gather of the two non-zeros per row is cheaper (vtag.extract.TF1Resizer does that)."""
+    """Resize images [B, C, H, W] (uint8 or float) to float32 [B, C, size, size] like TF1's legacy
+    ResizeBilinear. Each output pixel reads two rows and two columns (the two non-zeros of each row of
+    `tf1_resize_matrix`), so this gathers and blends them: multiplying by the dense matrices instead
+    costs more than the network itself on a 1080p frame. Gathering before the cast to float also
+    keeps full-size float frames out of memory."""
     _, _, height, width = images.shape
-    rows = torch.from_numpy(tf1_resize_matrix(height, size)).to(images.device, images.dtype)
-    cols = torch.from_numpy(tf1_resize_matrix(width, size)).to(images.device, images.dtype)
-    return rows @ images @ cols.T
+    lo_r, hi_r, w_r = (t.to(images.device) for t in _tf1_taps_tensors(height, size))
+    lo_c, hi_c, w_c = (t.to(images.device) for t in _tf1_taps_tensors(width, size))
+    top, bottom = images[:, :, lo_r].to(torch.float32), images[:, :, hi_r].to(torch.float32)
+    rows = top + (bottom - top) * w_r[:, None]  # [B, C, size, W]
+    left, right = rows[..., lo_c], rows[..., hi_c]
+    return left + (right - left) * w_c
 
 
 # ---- network --------------------------------------------------------------------------------------
@@ -229,8 +242,7 @@ class InceptionV3Pool3(nn.Module):
         if frames_uint8.ndim != 4 or frames_uint8.shape[-1] != 3:
             raise ValueError(f"expected frames [B, H, W, 3], got {tuple(frames_uint8.shape)}")
         device = self.Conv2d_1a_3x3.conv.weight.device
-        x = frames_uint8.to(device).permute(0, 3, 1, 2).to(torch.float32)
-        x = tf1_resize_bilinear(x, INPUT_SIZE)
+        x = tf1_resize_bilinear(frames_uint8.to(device).permute(0, 3, 1, 2), INPUT_SIZE)
         return (x - 128.0) / 128.0
 
     def pool3(self, x: Tensor) -> Tensor:
