@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 from media_factory import make_broken, make_media
 from vtag.cli import app
 from vtag.errors import VtagError
-from vtag.extract import (FeatureExtractor, _fuse_batch_norm, assemble_features, pooled,
-                          resolve_device)
+from vtag.extract import FeatureExtractor, _fuse_batch_norm, assemble_features, pooled
 from vtag.features import dequantize, quantize
 from vtag.records import pool_frames, read_records
 
@@ -99,16 +98,6 @@ def test_assemble_missing_modalities():
         assemble_features("n", None, None, 0.0)
     with pytest.raises(VtagError, match="shorter than one 0.96 s"):
         assemble_features("s", None, np.zeros((0, 128), np.float32), 0.5)
-
-
-def test_resolve_device():
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type in ("cpu", "cuda")
-    with pytest.raises(VtagError, match="use cpu, cuda or auto"):
-        resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(VtagError, match="no CUDA device"):
-            resolve_device("cuda")
 
 
 # ---- whole files ----------------------------------------------------------------------------------

@@ -308,3 +308,15 @@ def test_small_models_can_fit_a_toy_task(name):
         optimiser.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses[::10]
+
+
+def test_resolve_device():
+    from vtag.models import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda")
+    with pytest.raises(VtagError, match="use auto, cpu or cuda"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(VtagError, match="no CUDA GPU is available"):
+            resolve_device("cuda")

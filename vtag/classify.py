@@ -58,18 +58,6 @@ class Prediction:
         return out
 
 
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise VtagError(f"unknown device '{device}': use auto, cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise VtagError(f"--device {device} asked for, but no CUDA GPU is available here: use --device cpu")
-    return device
-
-
 def resolve_model_dir(model: str | Path | None) -> Path:
     """A model is named by a directory (or its config.json), by a registry name trained into
     runs/NAME, or not at all (the shipped default)."""
@@ -107,6 +95,8 @@ class Tagger:
     def __init__(self, model: str | Path | None = None, device: str = "auto", random_weights: bool = False):
         from vtag.models import load_model
         from vtag.vocab import load_vocabulary
+
+        from vtag.models import resolve_device
 
         self.device = resolve_device(device)
         self.model_dir = resolve_model_dir(model)

@@ -29,6 +29,7 @@ from torch import nn
 
 from vtag import media
 from vtag.errors import VtagError
+from vtag.models import resolve_device
 
 RGB_QUANTIZE = "round"
 AUDIO_QUANTIZE = "truncate"
@@ -84,17 +85,6 @@ def pooled(features: VideoFeatures, spec: str = "mean") -> tuple[np.ndarray, np.
     return pool_frames(dequantize(features.rgb), dequantize(features.audio), spec)
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise VtagError(f"--device {name}: no CUDA device is available here (use cpu or auto)")
-    if not (name == "cpu" or name.startswith("cuda")):
-        raise VtagError(f"--device {name}: use cpu, cuda or auto")
-    return torch.device(name)
-
-
 def _fuse_batch_norm(model: nn.Module) -> nn.Module:
     """Fold each conv + eval-mode batch norm into the conv (weights scaled, a bias added), in place:
     one pass over the activations instead of two. Changes float32 rounding only (~1e-6 relative)."""
@@ -143,7 +133,7 @@ class FeatureExtractor:
             raise VtagError(f"max_frames must be at least 1, got {max_frames}")
         if batch_size < 1:
             raise VtagError(f"batch_size must be at least 1, got {batch_size}")
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(str(device)))
         self.random_weights = random_weights
         self.max_frames = max_frames
         self.batch_size = batch_size

@@ -411,6 +411,19 @@ def build_model(config: ModelConfig) -> FusionModel:
     return MODELS[config.name].build(config)
 
 
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' where a GPU is visible, else 'cpu'; anything else is checked, so a missing GPU
+    or a typo is a one-line error instead of a CUDA traceback."""
+    name = str(device)
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not (name == "cpu" or name == "cuda" or name.startswith("cuda:")):
+        raise VtagError(f"unknown device '{name}': use auto, cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise VtagError(f"--device {name} asked for, but no CUDA GPU is available here: use --device cpu")
+    return name
+
+
 def create_model(name: str, num_classes: int = 3862, input_spec: str = "mean", **overrides: Any) -> FusionModel:
     """A freshly initialised model: the paper's configuration of `name` with the given vocabulary size,
     input spec and any ModelConfig field overridden (e.g. hidden=64)."""
