@@ -127,3 +127,18 @@ def test_video_with_random_weights_is_marked(tmp_path, tiny_model):
 def test_folder_input_points_to_batch(tmp_path, tiny_model):
     with pytest.raises(VtagError, match="vtag batch"):
         list(classify_paths([tmp_path], model=tiny_model, device="cpu"))
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path, tiny_model):
+    import signal
+    import time
+
+    clip = make_media(tmp_path / "long.mp4", duration_s=60.0, size=(320, 240), fps=10, audio=False)
+    proc = subprocess.Popen([sys.executable, "-m", "vtag", "classify", str(clip), "--model", str(tiny_model),
+                             "--random-weights", "--device", "cpu"], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(3)  # the extractor is loading or running: well inside the minute of video
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and out == ""

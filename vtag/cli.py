@@ -463,6 +463,8 @@ def batch(
 
 
 def main() -> None:
+    # Typer turns Ctrl-C inside a command into exit code 130 itself (commands that must save work,
+    # like batch and train, catch it first); this catches one that lands outside a command.
     try:
         app(prog_name="vtag")
     except VtagError as exc:
