@@ -123,15 +123,12 @@ class Tagger:
         return self._extractor
 
     def scores(self, visual: np.ndarray, audio: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        import torch
+        """Sigmoid scores [N, classes], in float64 as `vtag eval` computes them (so confident labels
+        do not all tie at 1.0)."""
+        from vtag.evaluate import score_batches
 
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(visual), batch_size):
-                v = torch.as_tensor(np.asarray(visual[start : start + batch_size], np.float32), device=self.device)
-                a = torch.as_tensor(np.asarray(audio[start : start + batch_size], np.float32), device=self.device)
-                out.append(torch.sigmoid(self.model(v, a).float()).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.vocabulary)), np.float32)
+        batches = [b for _, b in score_batches(self.model, visual, audio, batch_size, self.device, np.float64)]
+        return np.concatenate(batches) if batches else np.zeros((0, len(self.vocabulary)))
 
     def top_labels(self, scores: np.ndarray, k: int) -> list[LabelScore]:
         k = min(k, len(scores))

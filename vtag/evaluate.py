@@ -68,15 +68,15 @@ def _prepare(records, model, device: str, skip_bad: bool):
     return net, dict(meta, model_dir=str(directory)), visual, audio, labels, device
 
 
-def _score_batches(net, visual: np.ndarray, audio: np.ndarray, batch_size: int, device: str, dtype):
+def score_batches(net, visual: np.ndarray, audio: np.ndarray, batch_size: int, device: str, dtype):
     """Sigmoid scores batch by batch. float64 keeps confident scores apart: in float32, sigmoid of any
     logit above ~17 is exactly 1.0, and such ties would leave their GAP order to the tie rule."""
     import torch
 
     with torch.inference_mode():
         for start in range(0, len(visual), batch_size):
-            v = torch.from_numpy(visual[start:start + batch_size]).to(device)
-            a = torch.from_numpy(audio[start:start + batch_size]).to(device)
+            v = torch.as_tensor(np.asarray(visual[start:start + batch_size], np.float32)).to(device)
+            a = torch.as_tensor(np.asarray(audio[start:start + batch_size], np.float32)).to(device)
             logits = net(v, a).to(torch.float64 if dtype == np.float64 else torch.float32)
             yield start, torch.sigmoid(logits).cpu().numpy()
 
@@ -87,7 +87,7 @@ def predict(records, model=None, batch_size: int = 1024, device: str = "auto", s
     config.json dict (plus `model_dir`). Records without labels are an error (nothing to score against)."""
     net, meta, visual, audio, labels, device = _prepare(records, model, device, skip_bad)
     scores = np.empty((len(visual), net.config.num_classes), dtype)
-    for start, batch in _score_batches(net, visual, audio, batch_size, device, dtype):
+    for start, batch in score_batches(net, visual, audio, batch_size, device, dtype):
         scores[start:start + len(batch)] = batch
     return scores, labels, meta
 
@@ -102,7 +102,7 @@ def evaluate(records, model=None, batch_size: int = 1024, device: str = "auto", 
         raise VtagError(f"--batch-size must be >= 1, got {batch_size}")
     net, meta, visual, audio, labels, device = _prepare(records, model, device, skip_bad)
     metrics = EvaluationMetrics(net.config.num_classes, top_k=top_k, threshold=threshold)
-    for start, scores in _score_batches(net, visual, audio, batch_size, device, np.float64):
+    for start, scores in score_batches(net, visual, audio, batch_size, device, np.float64):
         metrics.accumulate(scores, labels[start:start + len(scores)])
     result = metrics.summary()
     result["model"] = str(Path(meta["model_dir"]))
