@@ -162,3 +162,25 @@ def test_find_media_recursive_and_filters(tmp_path):
         (tmp_path / rel).write_bytes(b"")
     assert [p.name for p in find_media([tmp_path])] == ["a.mp4", "b.MKV"]
     assert [p.name for p in find_media([tmp_path], recursive=True)] == ["a.mp4", "b.MKV", "d.webm"]
+
+
+def test_a_file_that_breaks_inference_fails_alone(tmp_path, tiny_model, monkeypatch):
+    from vtag.extract import FeatureExtractor
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    make_media(folder / "a.mp4", duration_s=1.0, audio=False)
+    make_media(folder / "b_huge.mp4", duration_s=1.0, size=(160, 96), audio=False)
+    real = FeatureExtractor.visual_features
+
+    def visual_features(self, frames):
+        if frames.shape[2] == 160:
+            raise MemoryError("simulated: out of memory")
+        return real(self, frames)
+
+    monkeypatch.setattr(FeatureExtractor, "visual_features", visual_features)
+    out = tmp_path / "results.jsonl"
+    summary = run_batch([folder], out, workers=0, model=tiny_model, device="cpu", random_weights=True)
+    results = read_lines(out)
+    assert (summary.done, summary.failed) == (1, 1)
+    assert "MemoryError" in results["b_huge.mp4"]["error"] and "labels" in results["a.mp4"]

@@ -239,17 +239,22 @@ def run_batch(
     started = time.perf_counter()
     assembler = _Assembler(tagger, top_k)
 
+    inference_errors: dict[int, str] = {}  # a file whose frames broke the model fails alone
+
     def handle(message, current: dict) -> None:
         kind, index = message[0], message[1]
         path = todo[index]
         if kind == "start":
             current[message[2]] = index
-        elif kind == "frames":
-            assembler.frames(index, message[2])
-        elif kind == "audio":
-            assembler.log_mel(index, message[2])
+        elif kind in ("frames", "audio"):
+            if index in inference_errors:
+                return
+            try:
+                (assembler.frames if kind == "frames" else assembler.log_mel)(index, message[2])
+            except Exception as exc:  # e.g. out of memory on one huge video: that file fails, not the batch
+                inference_errors[index] = str(exc) if isinstance(exc, VtagError) else f"{path}: {type(exc).__name__}: {exc}"
         elif kind in ("done", "error"):
-            error = message[2] if kind == "error" else None
+            error = inference_errors.pop(index, None) or (message[2] if kind == "error" else None)
             prediction = None
             if error is None:
                 try:
