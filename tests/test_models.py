@@ -198,6 +198,96 @@ def test_single_modality_models_ignore_the_other_input(name):
         assert torch.equal(model(visual, audio), model(other_visual, audio))
 
 
+# ---- options beyond the paper: input batch norm, mixture-of-experts classifier -------------------
+
+EXTRAS = [dict(input_norm=True), dict(experts=3), dict(input_norm=True, experts=2)]
+
+
+@pytest.mark.parametrize("extra", EXTRAS)
+def test_extra_options_forward_backward_and_round_trip(tmp_path, extra):
+    torch.manual_seed(2)
+    model = small("fc-residual-gated-early-fusion", **extra)
+    visual, audio = inputs(model, batch=5)
+    logits = model(visual, audio)
+    assert logits.shape == (5, 50) and torch.isfinite(logits).all()
+    nn.functional.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits)).backward()
+    assert not [n for n, p in model.named_parameters() if p.grad is None]
+    model.eval()
+    save_model(model, tmp_path, dtype="float32")
+    loaded, meta = load_model(tmp_path)
+    assert loaded.config == model.config and meta["model"]["input_norm"] == extra.get("input_norm", False)
+    with torch.no_grad():  # the batch norm's running statistics travel with the weights
+        assert torch.equal(model(visual, audio), loaded.eval()(visual, audio))
+
+
+def test_extra_options_off_leave_the_papers_models_unchanged():
+    config = paper_config("fc-residual-gated-early-fusion")
+    assert (config.input_norm, config.experts) == (False, 0)
+    plain = create_model("fc-residual-gated-early-fusion", **SMALL)
+    assert not any(k.startswith("input_norm") for k in plain.state_dict())
+    assert isinstance(plain.classifier, nn.Linear)
+    normed = create_model("fc-residual-gated-early-fusion", input_norm=True, **SMALL)
+    assert count_parameters(normed) == count_parameters(plain) + 2 * (1024 + 128)
+
+
+def test_input_norm_standardises_each_modality():
+    torch.manual_seed(3)
+    model = small("fc-early-fusion", input_norm=True).train()
+    visual, audio = 5 + 3 * torch.randn(64, 1024), -2 + 0.1 * torch.randn(64, 128)
+    model(visual, audio)
+    seen = {}
+    model.body.register_forward_hook(lambda module, args, out: seen.update(x=args[0]))  # returns None
+    model(visual, audio)
+    x = seen["x"]
+    assert x.mean(0).abs().max() < 1e-4 and (x.std(0, unbiased=False) - 1).abs().max() < 1e-2
+
+
+def test_mixture_of_experts_is_the_logit_of_the_gated_mixture():
+    torch.manual_seed(4)
+    model = small("fc-residual-early-fusion", experts=3).eval()
+    visual, audio = inputs(model)
+    moe = model.classifier
+    with torch.no_grad():
+        features = model.encode(visual, audio)["fused"]
+        gates = torch.softmax(moe.gate(features).view(3, 50, 3), dim=-1)
+        probs = torch.stack([torch.sigmoid(e(features)) for e in moe.experts], dim=-1)
+        expected = (gates * probs).sum(-1)
+        assert torch.allclose(torch.sigmoid(model(visual, audio)), expected, atol=1e-6)
+
+
+def test_mixture_of_experts_starts_at_the_label_prior():
+    """vtag.train sets the bias of the experts, not of the gate, so the mixture starts at the prior."""
+    import numpy as np
+
+    from vtag.train import init_classifier_bias
+
+    torch.manual_seed(5)
+    model = small("fc-residual-gated-early-fusion", experts=2, dropout=0.0).eval()
+    with torch.no_grad():
+        for expert in model.classifier.experts:
+            expert.weight.zero_()
+    labels = [np.array([0, 1]), np.array([0]), np.array([2]), np.array([0])]
+    init_classifier_bias(model, labels, 50)
+    prior = (np.bincount(np.concatenate(labels), minlength=50) + 1.0) / (len(labels) + 2.0)
+    with torch.no_grad():
+        probs = torch.sigmoid(model(*inputs(model)))
+    assert torch.allclose(probs, torch.from_numpy(prior).float().expand_as(probs), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"name": "attend-fusion", "experts": 2}, "early-fusion"),
+        ({"name": "fc-late-fusion", "experts": 2}, "early-fusion"),
+        ({"name": "fc-early-fusion", "experts": -1}, "experts"),
+        ({"name": "fc-early-fusion", "input_norm": "yes"}, "input_norm"),
+    ],
+)
+def test_bad_extra_options_are_rejected(data, message):
+    with pytest.raises(VtagError, match=message):
+        ModelConfig.from_dict(data)
+
+
 # ---- configs and errors --------------------------------------------------------------------------
 
 def test_config_round_trips_through_json():

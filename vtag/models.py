@@ -52,6 +52,8 @@ class ModelConfig:
     dropout: float = 0.4
     tokens: int = 2
     ffn_mult: int = 4
+    input_norm: bool = False  # not from the paper: BatchNorm1d on each modality's input features
+    experts: int = 0  # not from the paper: >0 swaps an early-fusion model's classifier for a mixture of experts
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +82,12 @@ class ModelConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise VtagError(f"{source}: {key} must be a positive integer, got {value!r}")
+        if not isinstance(self.input_norm, bool):
+            raise VtagError(f"{source}: input_norm must be true or false, got {self.input_norm!r}")
+        if isinstance(self.experts, bool) or not isinstance(self.experts, int) or self.experts < 0:
+            raise VtagError(f"{source}: experts must be 0 (a linear classifier) or a positive integer, got {self.experts!r}")
+        if self.experts and (MODELS[self.name].attention or not self.name.endswith("early-fusion")):
+            raise VtagError(f"{source}: experts applies only to the fc-*-early-fusion models, not '{self.name}'")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise VtagError(f"{source}: dropout must be in [0, 1), got {self.dropout!r}")
         if MODELS[self.name].attention:
@@ -124,6 +132,26 @@ class GatedResidualFC(nn.Module):
         return g * self.f(x) + (1 - g) * x
 
 
+class MixtureOfExperts(nn.Module):
+    """Not from the paper: the YouTube-8M starter code's video-level classifier. Per class, a softmax
+    gate weighs `experts` logistic experts, p = sum_k g_k sigmoid(e_k). Returns logit(p), computed in
+    log space so that training can stay on BCEWithLogits. The experts are named so that
+    `init_classifier_bias` starts each at the label prior (and with it the mixture)."""
+
+    def __init__(self, in_dim: int, num_classes: int, experts: int):
+        super().__init__()
+        self.num_classes, self.num_experts = num_classes, experts
+        self.experts = nn.ModuleList(nn.Linear(in_dim, num_classes) for _ in range(experts))
+        self.gate = nn.Linear(in_dim, num_classes * experts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        log_g = torch.log_softmax(self.gate(x).view(*x.shape[:-1], self.num_classes, self.num_experts), dim=-1)
+        e = torch.stack([expert(x) for expert in self.experts], dim=-1)
+        log_p = torch.logsumexp(log_g + nn.functional.logsigmoid(e), dim=-1)
+        log_not_p = torch.logsumexp(log_g + nn.functional.logsigmoid(-e), dim=-1)
+        return log_p - log_not_p
+
+
 def head(in_dim: int, config: ModelConfig, fc_layers: int) -> nn.Sequential:
     """`fc_layers` FC layers of width `hidden`, then the classification layer."""
     layers: list[nn.Module] = []
@@ -140,6 +168,9 @@ class FusionModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        if config.input_norm:  # the features are PCA'd and quantised, not unit-scaled per dimension
+            dv, da = config.input_dims
+            self.input_norm = nn.ModuleDict({"visual": nn.BatchNorm1d(dv), "audio": nn.BatchNorm1d(da)})
 
     def encode(self, visual: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -154,6 +185,8 @@ class FusionModel(nn.Module):
                 f"model '{self.config.name}' ({self.config.input_spec} inputs) expects visual [B, {dv}] and audio "
                 f"[B, {da}], got {list(visual.shape)} and {list(audio.shape)}: check the input spec"
             )
+        if self.config.input_norm:
+            visual, audio = self.input_norm["visual"](visual), self.input_norm["audio"](audio)
         return self.classify(self.encode(visual, audio))
 
 
@@ -186,7 +219,8 @@ class EarlyFusion(FusionModel):
     def __init__(self, config: ModelConfig, kind: str, depth: int):
         super().__init__(config)
         self.body = _stack(sum(config.input_dims), config, kind, depth)
-        self.classifier = nn.Linear(config.hidden, config.num_classes)
+        self.classifier = (MixtureOfExperts(config.hidden, config.num_classes, config.experts) if config.experts
+                           else nn.Linear(config.hidden, config.num_classes))
 
     def encode(self, visual, audio):
         return {"fused": self.body(torch.cat([visual, audio], dim=-1))}
