@@ -93,15 +93,12 @@ class Tagger:
     """A trained fusion model with its vocabulary, ready to score pooled features."""
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", random_weights: bool = False):
-        from vtag.models import load_model
+        from vtag.evaluate import load_for_evaluation
+        from vtag.models import resolve_device
         from vtag.vocab import load_vocabulary
 
-        from vtag.models import resolve_device
-
         self.device = resolve_device(device)
-        self.model_dir = resolve_model_dir(model)
-        self.model, meta = load_model(self.model_dir, map_location=self.device)
-        self.model.eval()
+        self.model, meta, self.model_dir = load_for_evaluation(model, self.device)
         self.model_name = meta.get("name") or self.model.config.name
         self.input_spec = self.model.config.input_spec
         vocab_ref = meta.get("vocabulary", "2018")
