@@ -94,7 +94,7 @@ def assert_same_training_state(a: Path, b: Path) -> None:
     assert all(torch.equal(ma[k], mb[k]) for k in ma)
 
 
-@pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "input_dropout": 0.2}])
+@pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "input_dropout": 0.2}, {"mixup": 0.4}])
 def test_resume_after_one_epoch_is_exact(tiny_data, tmp_path, extra):
     train(config(tiny_data, tmp_path / "straight", **extra), log=quiet)
     train(config(tiny_data, tmp_path / "split", epochs=1, **extra), log=quiet)
@@ -130,6 +130,7 @@ def test_streaming_path_trains(tiny_data, tmp_path):
     ({"lr": -1.0}, "--lr must be a positive"),
     ({"dropout": 1.5}, "--dropout must be in"),
     ({"input_dropout": 1.0}, "--input-dropout must be in"),
+    ({"mixup": -0.1}, "--mixup must be >= 0"),
     ({"schedule": "linear"}, "--schedule must be"),
     ({"model": "attend-fusoin"}, "did you mean attend-fusion"),
     ({"train": ["/nonexistent/*.tfrecord"]}, "nonexistent"),
@@ -148,6 +149,34 @@ def test_unreadable_records_fail_with_the_file_name(tiny_data, tmp_path):
     with pytest.raises(VtagError, match="broken.tfrecord") as info:
         train(config(tiny_data, tmp_path / "bad", train=[str(broken)]), log=quiet)
     assert "\n" not in str(info.value)
+
+
+def test_mix_batch_blends_inputs_and_labels_by_one_weight():
+    from vtag.train import mix_batch
+
+    gen = torch.Generator().manual_seed(0)
+    visual, audio = torch.randn(8, 1024, generator=gen), torch.randn(8, 128, generator=gen)
+    target = (torch.rand(8, 20, generator=gen) < 0.2).float()
+    mixed = mix_batch(visual, audio, target, 0.4, seed=3, step=7)
+    again = mix_batch(visual, audio, target, 0.4, seed=3, step=7)
+    assert all(torch.equal(a, b) for a, b in zip(mixed, again))  # resume replays the same mix
+    other = mix_batch(visual, audio, target, 0.4, seed=3, step=8)
+    assert not torch.equal(mixed[0], other[0])
+    # recover the weight and partner from the labels: each mixed row is w*x_i + (1-w)*x_j
+    mixed_visual, mixed_audio, mixed_target = mixed
+    for i in range(8):
+        for j in range(8):
+            denom = visual[i] - visual[j]
+            if i == j or not torch.any(denom):
+                continue
+            weight = float(((mixed_visual[i] - visual[j]) @ denom) / (denom @ denom))
+            if torch.allclose(mixed_visual[i], weight * visual[i] + (1 - weight) * visual[j], atol=1e-5):
+                assert 0 <= weight <= 1
+                assert torch.allclose(mixed_audio[i], weight * audio[i] + (1 - weight) * audio[j], atol=1e-5)
+                assert torch.allclose(mixed_target[i], weight * target[i] + (1 - weight) * target[j], atol=1e-5)
+                break
+        else:  # paired with itself: unchanged
+            assert torch.allclose(mixed_visual[i], visual[i], atol=1e-5)
 
 
 def test_existing_run_needs_resume(tiny_data, tmp_path):
@@ -170,6 +199,28 @@ def test_cli_train_and_bad_option(tiny_data, tmp_path):
     assert "valid GAP" in result.output and (tmp_path / "cli" / "best" / "model.safetensors").is_file()
     result = runner.invoke(app, args[:-2] + ["--out", str(tmp_path / "cli2"), "--lr", "0"])
     assert isinstance(result.exception, VtagError) and "--lr" in str(result.exception)
+
+
+def test_cli_train_model_options_reach_the_saved_config(tiny_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from vtag.cli import app
+    from vtag.models import load_model
+
+    train_file, valid_file = tiny_data
+    out = tmp_path / "moe"
+    args = ["train", "--train", str(train_file), "--valid", str(valid_file), "--model", "fc-early-fusion",
+            "--hidden", "16", "--epochs", "1", "--batch-size", "32", "--device", "cpu", "--out", str(out),
+            "--input-norm", "--experts", "2", "--mixup", "0.4"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    model, _ = load_model(out / "last")
+    assert model.config.input_norm is True and model.config.experts == 2
+    state = json.loads((out / "last" / "state.json").read_text())
+    assert state["config"]["mixup"] == 0.4
+    result = CliRunner().invoke(app, args[:-5] + ["--out", str(tmp_path / "bad"), "--experts", "2"]
+                                + ["--model", "attend-fusion"])
+    assert isinstance(result.exception, VtagError) and "experts applies only" in str(result.exception)
 
 
 def test_ddp_two_gloo_processes(tiny_data, tmp_path):

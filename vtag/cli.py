@@ -165,6 +165,9 @@ def train_command(
     ema: float = typer.Option(0.0, "--ema", help="Keep an exponential moving average of the weights (e.g. 0.999)."),
     bias_init: str = typer.Option("prior", "--bias-init", help="Classifier bias start: prior (label frequencies) or zero."),
     input_dropout: float = typer.Option(0.0, "--input-dropout", help="Dropout on the input features while training."),
+    mixup: float = typer.Option(0.0, "--mixup", help="Mixup: blend pairs of videos and their labels, weight ~ Beta(a, a)."),
+    input_norm: bool = typer.Option(None, "--input-norm/--no-input-norm", help="Batch norm on each modality's input."),
+    experts: int = typer.Option(None, "--experts", help="Mixture of N logistic experts as the classifier (early fusion)."),
     stream: bool = typer.Option(False, "--stream", help="Stream records each epoch instead of loading them once."),
     save_dtype: str = typer.Option("float32", "--save-dtype", help="float32 or float16 for model.safetensors."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad records instead of stopping."),
@@ -172,12 +175,13 @@ def train_command(
     """Train a model on YT8M records (AdamW + BCE); checkpoints in --out/best and --out/last."""
     from vtag.train import TrainConfig, train as run_training
 
-    overrides = {k: v for k, v in (("hidden", hidden), ("attention_dim", attention_dim), ("num_heads", num_heads))
-                 if v is not None}
+    overrides = {k: v for k, v in (("hidden", hidden), ("attention_dim", attention_dim), ("num_heads", num_heads),
+                                                 ("input_norm", input_norm), ("experts", experts)) if v is not None}
     config = TrainConfig(train=train, valid=valid, model=model, epochs=epochs, lr=lr, dropout=dropout,
                          batch_size=batch_size, weight_decay=weight_decay, out=out, resume=resume, device=device,
                          input_spec=input_spec, vocab=vocab, workers=workers, seed=seed, model_overrides=overrides,
-                         schedule=schedule, warmup_epochs=warmup_epochs, ema=ema, bias_init=bias_init, input_dropout=input_dropout, stream=stream,
+                         schedule=schedule, warmup_epochs=warmup_epochs, ema=ema, bias_init=bias_init,
+                         input_dropout=input_dropout, mixup=mixup, stream=stream,
                          save_dtype=save_dtype, skip_bad=skip_bad)
     result = run_training(config, progress=sys.stderr.isatty(), log=lambda line: console.print(line, highlight=False))
     best = f", best valid GAP {result.best_gap:.4f} in {result.out / 'best'}" if result.best_gap is not None else ""

@@ -48,7 +48,8 @@ STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 # Settings a resumed run takes from its checkpoint (changing them mid-run would break exactness).
 FROZEN_ON_RESUME = ("model", "lr", "dropout", "batch_size", "weight_decay", "input_spec", "vocab", "seed",
-                    "model_overrides", "schedule", "warmup_epochs", "ema", "bias_init", "input_dropout", "stream")
+                    "model_overrides", "schedule", "warmup_epochs", "ema", "bias_init", "input_dropout", "stream",
+                    "mixup")
 
 
 @dataclass
@@ -76,6 +77,7 @@ class TrainConfig:
     ema: float = 0.0  # >0: validate and save an exponential moving average of the weights (warmed up)
     bias_init: str = "prior"  # classifier bias = logit of each class's training frequency, or "zero"
     input_dropout: float = 0.0  # dropout on the input features while training (an augmentation)
+    mixup: float = 0.0  # >0: mix pairs of videos (inputs and label vectors) with weight ~ Beta(mixup, mixup)
     stream: bool = False
     save_dtype: str = "float32"
     skip_bad: bool = False
@@ -99,6 +101,7 @@ class TrainConfig:
             (self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}"),
             (0 <= self.ema < 1, f"--ema must be in [0, 1), got {self.ema}"),
             (0 <= self.input_dropout < 1, f"--input-dropout must be in [0, 1), got {self.input_dropout}"),
+            (self.mixup >= 0 and math.isfinite(self.mixup), f"--mixup must be >= 0, got {self.mixup}"),
             (self.bias_init in ("prior", "zero"), f"--bias-init must be prior or zero, got {self.bias_init!r}"),
             (self.input_spec in (None, "mean", "mean+std"), f"--input-spec must be mean or mean+std, got {self.input_spec!r}"),
             (self.save_dtype in ("float32", "float16"), f"save dtype must be float32 or float16, got {self.save_dtype!r}"),
@@ -420,6 +423,8 @@ def _train(config, dist, device, state, checkpoint, progress, on_step, log,
                 if config.input_dropout:
                     visual = nn.functional.dropout(visual, config.input_dropout)
                     audio = nn.functional.dropout(audio, config.input_dropout)
+                if config.mixup:
+                    visual, audio, target = mix_batch(visual, audio, target, config.mixup, config.seed, global_step)
                 with _autocast(device):
                     logits = net(visual, audio)
                 loss = loss_fn(logits.float(), target)
@@ -489,6 +494,19 @@ def init_classifier_bias(model: nn.Module, labels: list[np.ndarray], num_classes
             if (isinstance(module, nn.Linear) and module.out_features == num_classes and module.bias is not None
                     and "classifier" in owner and "gate" not in last):
                 module.bias.copy_(bias)
+
+
+def mix_batch(visual: torch.Tensor, audio: torch.Tensor, target: torch.Tensor, alpha: float, seed: int,
+              step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mixup: each video blended with another of the batch, its label vector by the same weight.
+
+    The draw depends only on (seed, step), so a resumed run mixes exactly as the uninterrupted one.
+    """
+    rng = np.random.default_rng((seed, step, 0x6D6978))
+    weight = float(rng.beta(alpha, alpha))
+    partner = torch.from_numpy(rng.permutation(len(target))).to(target.device)
+    return (weight * visual + (1 - weight) * visual[partner], weight * audio + (1 - weight) * audio[partner],
+            weight * target + (1 - weight) * target[partner])
 
 
 def _with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
