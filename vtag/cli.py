@@ -169,7 +169,7 @@ def train_command(
     input_norm: bool = typer.Option(None, "--input-norm/--no-input-norm", help="Batch norm on each modality's input."),
     experts: int = typer.Option(None, "--experts", help="Mixture of N logistic experts as the classifier (early fusion)."),
     stream: bool = typer.Option(False, "--stream", help="Stream records each epoch instead of loading them once."),
-    save_dtype: str = typer.Option("float32", "--save-dtype", help="float32 or float16 for model.safetensors."),
+    save_dtype: str = typer.Option("float32", "--save-dtype", help="float32, float16 or int8 (weight matrices) for model.safetensors."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad records instead of stopping."),
 ) -> None:
     """Train a model on YT8M records (AdamW + BCE); checkpoints in --out/best and --out/last."""
@@ -228,6 +228,32 @@ def eval_command(
     ):
         table.add_row(name, f"{result[key]:.4f}", note)
     console.print(table)
+
+@app.command("memory")
+def memory_command(
+    records: list[str] = typer.Argument(..., help="Labelled video-level record files, folders or globs to remember."),
+    out: str = typer.Option(..., "--out", help="Folder for the model with its memory."),
+    model: str = typer.Option(None, "--model", help="Model folder or run name (default: shipped model)."),
+    dim: int = typer.Option(512, "--dim", help="Dimensions kept of each stored video's key (PCA)."),
+    k: int = typer.Option(30, "--k", help="Neighbours that vote."),
+    temperature: float = typer.Option(0.05, "--temperature", help="Softmax temperature of the votes over cosine similarity."),
+    weight: float = typer.Option(0.15, "--weight", help="Share of the neighbours' votes in the final score."),
+    audio_weight: float = typer.Option(0.5, "--audio-weight", help="Weight of the audio mean in the key."),
+    save_dtype: str = typer.Option("int8", "--save-dtype", help="int8, float16 or float32 for the model's weights."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad records instead of stopping."),
+) -> None:
+    """Give a model a neighbour memory of labelled videos: their labels vote in its scores, no retraining."""
+    from vtag.memory import remember
+
+    if dim < 1:
+        raise VtagError(f"--dim must be >= 1, got {dim}")
+    folder = remember(records, out, model=model, dim=dim, save_dtype=save_dtype, skip_bad=skip_bad, k=k,
+                      temperature=temperature, weight=weight, audio_weight=audio_weight)
+    from vtag.models import load_model
+
+    net, _ = load_model(folder)
+    console.print(f"wrote {folder}: {net.config.name} with a memory of {net.config.memory['videos']:,} videos", highlight=False)
+
 
 # ---- weights and feature extraction: weights, extract ---------------------------------------------
 

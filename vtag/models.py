@@ -54,6 +54,7 @@ class ModelConfig:
     ffn_mult: int = 4
     input_norm: bool = False  # not from the paper: BatchNorm1d on each modality's input features
     experts: int = 0  # not from the paper: >0 swaps an early-fusion model's classifier for a mixture of experts
+    memory: dict[str, Any] | None = None  # not from the paper: a neighbour memory's settings (vtag/memory.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +89,13 @@ class ModelConfig:
             raise VtagError(f"{source}: experts must be 0 (a linear classifier) or a positive integer, got {self.experts!r}")
         if self.experts and (MODELS[self.name].attention or not self.name.endswith("early-fusion")):
             raise VtagError(f"{source}: experts applies only to the fc-*-early-fusion models, not '{self.name}'")
+        if self.memory is not None:
+            from vtag.memory import check_settings
+
+            check_settings(self.memory, source)
+            if self.memory["input_dim"] != sum(INPUT_DIMS["mean"]):
+                raise VtagError(f"{source}: memory input_dim must be {sum(INPUT_DIMS['mean'])} (the means), "
+                                f"got {self.memory['input_dim']}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise VtagError(f"{source}: dropout must be in [0, 1), got {self.dropout!r}")
         if MODELS[self.name].attention:
@@ -171,6 +179,10 @@ class FusionModel(nn.Module):
         if config.input_norm:  # the features are PCA'd and quantised, not unit-scaled per dimension
             dv, da = config.input_dims
             self.input_norm = nn.ModuleDict({"visual": nn.BatchNorm1d(dv), "audio": nn.BatchNorm1d(da)})
+        if config.memory is not None:
+            from vtag.memory import NeighbourMemory
+
+            self.memory = NeighbourMemory(config.memory, config.num_classes, INPUT_DIMS["mean"][0])
 
     def encode(self, visual: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -185,9 +197,13 @@ class FusionModel(nn.Module):
                 f"model '{self.config.name}' ({self.config.input_spec} inputs) expects visual [B, {dv}] and audio "
                 f"[B, {da}], got {list(visual.shape)} and {list(audio.shape)}: check the input spec"
             )
+        raw_visual, raw_audio = visual, audio
         if self.config.input_norm:
             visual, audio = self.input_norm["visual"](visual), self.input_norm["audio"](audio)
-        return self.classify(self.encode(visual, audio))
+        logits = self.classify(self.encode(visual, audio))
+        if self.config.memory is not None and not self.training:
+            logits = self.memory.blend(raw_visual, raw_audio, logits)
+        return logits
 
 
 # ---- baselines (section 3.1, Fig. 2) -------------------------------------------------------------
@@ -495,6 +511,27 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.flo
            "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
+INT8_SCALE = ".int8_scale"
+
+
+def _is_weight_matrix(key: str, value: torch.Tensor) -> bool:
+    # the big Linear weights; the memory's int8 keys and small tensors keep their own precision
+    return value.is_floating_point() and value.ndim == 2 and value.numel() >= 4096 and not key.startswith("memory.")
+
+
+def _dequantise(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        if key.endswith(INT8_SCALE):
+            continue
+        scale = state.get(key + INT8_SCALE)
+        if scale is not None:
+            out[key] = value.float() * scale.float()[:, None]
+        else:
+            out[key] = value.float() if value.is_floating_point() else value
+    return out
+
+
 def save_model(model: nn.Module, directory: str | Path, extra: dict | None = None,
                dtype: str | torch.dtype = torch.float32) -> Path:
     """Writes `model.safetensors` and `config.json` (settings under "model", plus `extra`, e.g. the
@@ -503,21 +540,29 @@ def save_model(model: nn.Module, directory: str | Path, extra: dict | None = Non
     from safetensors.torch import save
 
     model = _unwrap(model)
+    int8 = dtype == "int8"
+    if int8:
+        dtype = torch.float16  # for what is not a weight matrix
     if isinstance(dtype, str):
         if dtype not in _DTYPES:
-            raise VtagError(f"unknown weight dtype '{dtype}': use one of {', '.join(_DTYPES)}")
+            raise VtagError(f"unknown weight dtype '{dtype}': use one of {', '.join(_DTYPES)} or int8")
         dtype = _DTYPES[dtype]
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
-        for k, v in model.state_dict().items()
-    }
+    tensors = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().cpu()
+        if int8 and _is_weight_matrix(key, value):
+            scale = value.float().abs().amax(dim=1).clamp_min(1e-12) / 127
+            tensors[key] = torch.round(value.float() / scale[:, None]).clamp(-127, 127).to(torch.int8)
+            tensors[key + INT8_SCALE] = scale
+        else:
+            tensors[key] = (value.to(dtype) if value.is_floating_point() else value).contiguous()
     meta = dict(extra or {})
     if "model" in meta:
         raise VtagError("save_model: 'model' in extra would overwrite the model's settings; rename that key")
     meta = {"format": FORMAT, "name": model.config.name, "model": model.config.to_dict(),
-            "weights_dtype": str(dtype).removeprefix("torch."), **meta}
+            "weights_dtype": "int8" if int8 else str(dtype).removeprefix("torch."), **meta}
     atomic_write_bytes(directory / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
     atomic_write_bytes(directory / CONFIG_FILE, (json.dumps(meta, indent=2, sort_keys=False) + "\n").encode())
     return directory
@@ -550,7 +595,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise VtagError(f"{weights_path}: not a readable safetensors file ({exc}); the file is corrupt or truncated") from None
     model = build_model(config)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    state = _dequantise(state)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

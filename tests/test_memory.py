@@ -1,0 +1,158 @@
+"""Neighbour memory: votes against a brute-force reference, blending, save/load, int8 weights, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vtag.errors import VtagError
+from vtag.memory import attach_memory
+from vtag.models import create_model, load_model, save_model
+from vtag.records import YT8MRecord, write_records
+
+CLASSES = 12
+
+
+def videos(count: int, seed: int):
+    rng = np.random.default_rng(seed)
+    visual = rng.normal(size=(count, 1024)).astype(np.float32)
+    audio = rng.normal(size=(count, 128)).astype(np.float32)
+    labels = [np.unique(rng.integers(0, CLASSES, size=rng.integers(1, 4))) for _ in range(count)]
+    return visual, audio, labels
+
+
+@pytest.fixture
+def base():
+    torch.manual_seed(0)
+    return create_model("fc-residual-gated-early-fusion", num_classes=CLASSES, hidden=16).eval()
+
+
+def reference_votes(visual, audio, train_visual, train_audio, labels, k, temperature, audio_weight, dim):
+    """The memory's definition in float64 without int8 rounding: cosine kNN in the space of the top
+    `dim` principal directions of the centred stored keys."""
+    def keys(v, a):
+        v = v / np.linalg.norm(v, axis=1, keepdims=True)
+        a = a / np.linalg.norm(a, axis=1, keepdims=True)
+        return np.concatenate([v, audio_weight * a], 1).astype(np.float64)
+
+    stored, query = keys(train_visual, train_audio), keys(visual, audio)
+    mean = stored.mean(0)
+    _, _, directions = np.linalg.svd(stored - mean, full_matrices=False)
+    stored, query = (stored - mean) @ directions[:dim].T, (query - mean) @ directions[:dim].T
+    similarity = (query / np.linalg.norm(query, axis=1, keepdims=True)) @ (
+        stored / np.linalg.norm(stored, axis=1, keepdims=True)).T
+    votes = np.zeros((len(visual), CLASSES))
+    for row, sims in enumerate(similarity):
+        top = np.argsort(-sims)[:k]
+        weights = np.exp((sims[top] - sims[top].max()) / temperature)
+        weights /= weights.sum()
+        for index, w in zip(top, weights):
+            votes[row, labels[index]] += w
+    return votes
+
+
+def test_votes_match_brute_force_knn(base):
+    train_visual, train_audio, labels = videos(200, 1)
+    visual, audio, _ = videos(6, 2)
+    hybrid = attach_memory(base, train_visual, train_audio, labels, dim=24, k=5, temperature=0.1)
+    got = hybrid.memory.neighbour_scores(torch.from_numpy(visual), torch.from_numpy(audio)).numpy()
+    want = reference_votes(visual, audio, train_visual, train_audio, labels, 5, 0.1, 0.5, 24)
+    np.testing.assert_allclose(got, want, atol=0.02)  # int8 keys move similarities by ~1e-3
+    # k weights summing to 1, each given to every label of its neighbour (every video has >= 1 label)
+    assert np.all(got.sum(1) >= 1 - 1e-9)
+
+
+def test_a_stored_video_finds_its_own_labels(base):
+    train_visual, train_audio, labels = videos(50, 3)
+    hybrid = attach_memory(base, train_visual, train_audio, labels, k=3, temperature=0.01, weight=1.0)
+    votes = hybrid.memory.neighbour_scores(torch.from_numpy(train_visual[:10]), torch.from_numpy(train_audio[:10]))
+    for row, own in zip(votes.numpy(), labels[:10]):
+        assert set(np.flatnonzero(row > 0.9)) == set(own.tolist())
+
+
+def test_blend_is_the_stated_mixture_and_training_skips_it(base):
+    train_visual, train_audio, labels = videos(30, 4)
+    visual, audio, _ = videos(5, 5)
+    visual, audio = torch.from_numpy(visual), torch.from_numpy(audio)
+    hybrid = attach_memory(base, train_visual, train_audio, labels, weight=0.3)
+    with torch.no_grad():
+        plain = torch.sigmoid(base(visual, audio).double())
+        mixed = torch.sigmoid(hybrid(visual, audio))
+        votes = hybrid.memory.neighbour_scores(visual, audio)
+        torch.testing.assert_close(mixed, 0.7 * plain + 0.3 * votes)
+        hybrid.train()
+        base.train()
+        torch.manual_seed(1)
+        training = hybrid(visual, audio)
+        torch.manual_seed(1)
+        assert torch.equal(training, base(visual, audio))  # memory unused while training (same dropout draws)
+
+
+def test_saved_with_int8_weights_and_reloaded(base, tmp_path):
+    train_visual, train_audio, labels = videos(60, 6)
+    visual, audio, _ = videos(8, 7)
+    visual, audio = torch.from_numpy(visual), torch.from_numpy(audio)
+    hybrid = attach_memory(base, train_visual, train_audio, labels, dim=32)
+    save_model(hybrid, tmp_path / "f32")
+    save_model(hybrid, tmp_path / "q8", dtype="int8")
+    f32, meta = load_model(tmp_path / "f32")
+    q8, meta8 = load_model(tmp_path / "q8")
+    assert meta8["weights_dtype"] == "int8" and meta["model"]["memory"]["videos"] == 60
+    with torch.no_grad():
+        torch.testing.assert_close(f32.eval()(visual, audio), hybrid(visual, audio))
+        # int8 weight matrices: scores move, but only a little
+        diff = (torch.sigmoid(q8.eval()(visual, audio)) - torch.sigmoid(hybrid(visual, audio))).abs().max()
+    assert 0 < diff < 0.02
+    from safetensors.torch import load_file
+
+    stored = load_file(tmp_path / "q8" / "model.safetensors")
+    big = [k for k, v in stored.items() if v.dtype == torch.int8 and not k.startswith("memory.")]
+    assert big and all(k + ".int8_scale" in stored for k in big)
+
+
+def test_bad_memory_settings_in_config_are_one_line_errors(base, tmp_path):
+    train_visual, train_audio, labels = videos(20, 8)
+    save_model(attach_memory(base, train_visual, train_audio, labels), tmp_path / "m")
+    config_path = tmp_path / "m" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["model"]["memory"]["k"] = 0
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(VtagError, match="memory k must be a positive integer") as info:
+        load_model(tmp_path / "m")
+    assert "\n" not in str(info.value)
+    with pytest.raises(VtagError, match="unknown memory setting"):
+        attach_memory(base, train_visual, train_audio, labels, neighbours=3)
+    with pytest.raises(VtagError, match="no labels"):
+        attach_memory(base, train_visual, train_audio, [None] * 20)
+
+
+def test_cli_memory_then_eval(tmp_path):
+    from typer.testing import CliRunner
+
+    from vtag.cli import app
+
+    train_visual, train_audio, labels = videos(64, 9)
+    records = [YT8MRecord(f"m{i:03d}", lab, v, a) for i, (v, a, lab) in enumerate(zip(train_visual, train_audio, labels))]
+    shard = tmp_path / "train.tfrecord"
+    write_records(shard, records)
+    torch.manual_seed(0)
+    save_model(create_model("fc-early-fusion", num_classes=3862, hidden=16), tmp_path / "base",
+               extra={"vocabulary": "2018"})
+    runner = CliRunner()
+    result = runner.invoke(app, ["memory", str(shard), "--model", str(tmp_path / "base"), "--out", str(tmp_path / "hy"),
+                                 "--k", "1", "--temperature", "0.01", "--weight", "0.9"])
+    assert result.exit_code == 0, result.output
+    assert "memory of 64 videos" in result.output
+    meta = json.loads((tmp_path / "hy" / "config.json").read_text())
+    assert meta["vocabulary"] == "2018" and meta["memory_of"]["videos"] == 64
+    # scored on the videos it remembers, the nearest neighbour is the video itself: Hit@1 is perfect
+    result = runner.invoke(app, ["eval", str(shard), "--model", str(tmp_path / "hy"), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["hit_at_1"] == 1.0
+    result = runner.invoke(app, ["memory", str(shard), "--model", str(tmp_path / "base"), "--out", str(tmp_path / "x"),
+                                 "--weight", "1.5"])
+    assert isinstance(result.exception, VtagError) and "memory weight must be in" in str(result.exception)

@@ -1,0 +1,170 @@
+"""Neighbour memory: the labels of the training videos, looked up by feature similarity at inference.
+
+With ~35k training videos for 3,862 classes a network underfits the near-duplicates YouTube-8M is full
+of (the same channel, the same game, re-uploads): the labels of the most similar training videos add
+what it cannot hold. A model with a memory blends its sigmoid scores with a similarity-weighted vote of
+its `k` nearest training videos, p = (1 - weight) * p_model + weight * p_neighbours, and returns
+logit(p), so everything downstream (sigmoid, metrics, top-k) is unchanged. While training the memory is
+skipped: it exists only in eval mode.
+
+Each video is keyed by its L2-normalised visual and audio means (audio scaled by `audio_weight`),
+centred and projected onto the top `dim` principal directions of the training keys, stored as int8
+with a per-dimension scale. Neighbours are found by cosine similarity; their votes are a softmax of
+similarity / `temperature`. Everything is a buffer in the model's state dict (no parameters), so it is
+saved and loaded with the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from vtag.errors import VtagError
+
+DEFAULTS = {"k": 30, "temperature": 0.05, "weight": 0.15, "audio_weight": 0.5}
+SHAPE_KEYS = ("videos", "dim", "labels", "input_dim")
+
+
+def check_settings(memory: Any, source: str) -> None:
+    """Raises VtagError naming the bad memory setting; silent when the settings can be built."""
+    if not isinstance(memory, dict):
+        raise VtagError(f"{source}: memory must be an object of settings or null, got {type(memory).__name__}")
+    known = set(SHAPE_KEYS) | set(DEFAULTS)
+    unknown, missing = sorted(set(memory) - known), sorted(known - set(memory))
+    if unknown or missing:
+        raise VtagError(f"{source}: memory settings must be exactly {', '.join(sorted(known))}"
+                        f" ({'unknown ' + ', '.join(unknown) if unknown else 'missing ' + ', '.join(missing)})")
+    for key in SHAPE_KEYS + ("k",):
+        value = memory[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise VtagError(f"{source}: memory {key} must be a positive integer, got {value!r}")
+    for key, low, high in (("temperature", 0, float("inf")), ("weight", 0, 1), ("audio_weight", 0, float("inf"))):
+        value = memory[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
+            raise VtagError(f"{source}: memory {key} must be in ({low}, {high}], got {value!r}")
+
+
+class NeighbourMemory(nn.Module):
+    def __init__(self, settings: dict[str, Any], num_classes: int, visual_dim: int):
+        super().__init__()
+        self.settings, self.num_classes, self.visual_dim = dict(settings), num_classes, visual_dim
+        videos, dim, labels, input_dim = (settings[key] for key in SHAPE_KEYS)
+        self.register_buffer("mean", torch.zeros(input_dim))
+        self.register_buffer("projection", torch.zeros(input_dim, dim))
+        self.register_buffer("keys", torch.zeros(videos, dim, dtype=torch.int8))
+        self.register_buffer("key_scale", torch.ones(dim))  # key ~ keys * key_scale (per dimension)
+        self.register_buffer("key_norm", torch.ones(videos))
+        self.register_buffer("label_offsets", torch.zeros(videos + 1, dtype=torch.int32))
+        self.register_buffer("label_values", torch.zeros(labels, dtype=torch.int16))
+
+    def query(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Projected keys [B, dim] of the videos (not normalised)."""
+        visual = visual[:, :self.visual_dim].float()  # the means: a mean+std model's first half
+        audio = audio[:, :self.mean.shape[0] - self.visual_dim].float()
+        joint = torch.cat([nn.functional.normalize(visual, dim=-1),
+                           self.settings["audio_weight"] * nn.functional.normalize(audio, dim=-1)], dim=-1)
+        return (joint - self.mean) @ self.projection
+
+    def neighbour_scores(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Similarity-weighted label votes [B, C] (float64) of the k nearest stored videos."""
+        with torch.autocast(device_type=visual.device.type, enabled=False):  # bf16 would blur the ranking
+            return self._votes(visual, audio)
+
+    def _votes(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        query = nn.functional.normalize(self.query(visual, audio), dim=-1)
+        similarity = ((query * self.key_scale) @ self.keys.float().T) / self.key_norm
+        k = min(self.settings["k"], similarity.shape[1])
+        top, index = similarity.topk(k, dim=-1)
+        weights = torch.softmax(top.double() / self.settings["temperature"], dim=-1)  # [B, k]
+        starts = self.label_offsets[index].long()
+        counts = (self.label_offsets[index + 1].long() - starts).flatten()
+        scores = torch.zeros(len(query), self.num_classes, dtype=torch.float64, device=query.device)
+        if int(counts.sum()):
+            pair = torch.repeat_interleave(torch.arange(counts.numel(), device=query.device), counts)
+            first = torch.cumsum(counts, 0) - counts  # where each pair's labels begin in `pair`
+            position = starts.flatten()[pair] + torch.arange(len(pair), device=query.device) - first[pair]
+            classes = self.label_values[position].long()
+            scores.index_put_((pair // k, classes), weights.flatten()[pair], accumulate=True)
+        return scores
+
+    def blend(self, visual: torch.Tensor, audio: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """logit((1 - w) sigmoid(logits) + w votes), in float64 (confident scores stay distinct)."""
+        weight = self.settings["weight"]
+        mixed = (1 - weight) * torch.sigmoid(logits.double()) + weight * self.neighbour_scores(visual, audio)
+        mixed = mixed.clamp(1e-300, 1 - 1e-16)
+        return torch.log(mixed) - torch.log1p(-mixed)
+
+
+def attach_memory(model: nn.Module, visual: np.ndarray, audio: np.ndarray, labels: Sequence[np.ndarray | None],
+                  dim: int = 512, **settings: Any) -> nn.Module:
+    """A copy of `model` with a memory of these training videos (means: [N, Dv], [N, Da]; label lists).
+
+    `settings` override DEFAULTS (k, temperature, weight, audio_weight). The returned model's config
+    carries the memory settings, so `save_model` / `load_model` round-trip it.
+    """
+    from vtag.models import build_model
+
+    unknown = sorted(set(settings) - set(DEFAULTS))
+    if unknown:
+        raise VtagError(f"unknown memory setting(s) {', '.join(unknown)}; known: {', '.join(sorted(DEFAULTS))}")
+    kept = [i for i, lab in enumerate(labels) if lab is not None and len(lab)]
+    if not kept:
+        raise VtagError("a neighbour memory needs labelled training videos; these records have no labels")
+    visual, audio = np.asarray(visual, np.float32)[kept], np.asarray(audio, np.float32)[kept]
+    label_lists = [np.asarray(labels[i], np.int64) for i in kept]
+    num_classes = model.config.num_classes
+    if max(int(lab.max()) for lab in label_lists) >= num_classes:
+        raise VtagError(f"labels run beyond the model's {num_classes} classes: wrong vocabulary for this model")
+    input_dim = visual.shape[1] + audio.shape[1]
+    dim = min(dim, input_dim, len(kept))
+    full = {**DEFAULTS, **settings, "videos": len(kept), "dim": dim,
+            "labels": int(sum(len(lab) for lab in label_lists)), "input_dim": input_dim}
+    check_settings(full, "memory")
+    memory = NeighbourMemory(full, num_classes, visual.shape[1])
+    with torch.no_grad():
+        # the same path as `NeighbourMemory.query`, with the mean and projection computed here
+        raw = torch.cat([nn.functional.normalize(torch.from_numpy(visual), dim=-1),
+                         full["audio_weight"] * nn.functional.normalize(torch.from_numpy(audio), dim=-1)], dim=-1)
+        mean = raw.mean(0)
+        # principal directions by an SVD of the centred keys (float64: 35k x 1,152 is small)
+        _, _, directions = torch.linalg.svd((raw - mean).double(), full_matrices=False)
+        projection = directions[:dim].T.float()
+        keys = (raw - mean) @ projection
+        scale = keys.abs().amax(0).clamp_min(1e-12) / 127
+        quantised = torch.round(keys / scale).clamp(-127, 127)
+        memory.mean.copy_(mean)
+        memory.projection.copy_(projection)
+        memory.keys.copy_(quantised.to(torch.int8))
+        memory.key_scale.copy_(scale)
+        memory.key_norm.copy_(torch.linalg.vector_norm(quantised * scale, dim=-1).clamp_min(1e-12))
+        memory.label_offsets.copy_(torch.from_numpy(np.cumsum([0] + [len(lab) for lab in label_lists]).astype(np.int32)))
+        memory.label_values.copy_(torch.from_numpy(np.concatenate(label_lists).astype(np.int16)))
+    twin = build_model(replace(model.config, memory=full))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("memory.")}
+    state.update({f"memory.{k}": v for k, v in memory.state_dict().items()})
+    twin.load_state_dict(state, strict=True)
+    return twin.eval()
+
+
+def remember(records, out: str | Path, model=None, dim: int = 512, save_dtype: str = "int8", skip_bad: bool = False,
+             **settings: Any) -> Path:
+    """Writes into `out` a copy of `model` (a model folder or run name; default: the shipped model) with a
+    neighbour memory of the labelled video-level `records`, and returns `out`. `settings` override
+    DEFAULTS. The model's own weights are not changed; a memory it already had is replaced."""
+    from vtag.evaluate import load_for_evaluation
+    from vtag.models import save_model
+    from vtag.records import expand_paths, read_video_level_arrays
+
+    net, meta, directory = load_for_evaluation(model, "cpu")
+    paths = expand_paths(records)
+    arrays = read_video_level_arrays(paths, skip_bad=skip_bad, num_classes=net.config.num_classes)
+    hybrid = attach_memory(net, arrays.rgb, arrays.audio, arrays.labels, dim=dim, **settings)
+    kept = {k: v for k, v in meta.items() if k not in ("format", "name", "model", "weights_dtype")}
+    kept["memory_of"] = {"records": [str(p) for p in paths], "videos": hybrid.config.memory["videos"],
+                         "base_model": str(directory)}
+    return save_model(hybrid, out, extra=kept, dtype=save_dtype)
