@@ -56,6 +56,20 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.tfrecord"]
 
 
+def test_atomic_write_gives_the_file_the_umask_mode(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_tfrecord(tmp_path / "shared.tfrecord", [b"x"])
+        os.umask(0o077)
+        write_tfrecord(tmp_path / "private.tfrecord", [b"x"])
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.tfrecord").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    assert (tmp_path / "private.tfrecord").stat().st_mode & 0o777 == 0o600
+
+
 def test_example_roundtrip_all_feature_types():
     features = {
         "b": [b"abc", b"", "text"],

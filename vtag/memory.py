@@ -165,6 +165,7 @@ def remember(records, out: str | Path, model=None, dim: int = 512, save_dtype: s
     arrays = read_video_level_arrays(paths, skip_bad=skip_bad, num_classes=net.config.num_classes)
     hybrid = attach_memory(net, arrays.rgb, arrays.audio, arrays.labels, dim=dim, **settings)
     kept = {k: v for k, v in meta.items() if k not in ("format", "name", "model", "weights_dtype")}
-    kept["memory_of"] = {"records": [str(p) for p in paths], "videos": hybrid.config.memory["videos"],
+    given = [str(r) for r in ([records] if isinstance(records, (str, Path)) else records)]
+    kept["memory_of"] = {"records": given, "files": len(paths), "videos": hybrid.config.memory["videos"],
                          "base_model": str(directory)}
     return save_model(hybrid, out, extra=kept, dtype=save_dtype)
