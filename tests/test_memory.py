@@ -68,7 +68,7 @@ def test_votes_match_brute_force_knn(base):
 
 def test_a_stored_video_finds_its_own_labels(base):
     train_visual, train_audio, labels = videos(50, 3)
-    hybrid = attach_memory(base, train_visual, train_audio, labels, k=3, temperature=0.01, weight=1.0)
+    hybrid = attach_memory(base, train_visual, train_audio, labels, k=3, temperature=0.01)
     votes = hybrid.memory.neighbour_scores(torch.from_numpy(train_visual[:10]), torch.from_numpy(train_audio[:10]))
     for row, own in zip(votes.numpy(), labels[:10]):
         assert set(np.flatnonzero(row > 0.9)) == set(own.tolist())
@@ -78,18 +78,46 @@ def test_blend_is_the_stated_mixture_and_training_skips_it(base):
     train_visual, train_audio, labels = videos(30, 4)
     visual, audio, _ = videos(5, 5)
     visual, audio = torch.from_numpy(visual), torch.from_numpy(audio)
-    hybrid = attach_memory(base, train_visual, train_audio, labels, weight=0.3)
+    hybrid = attach_memory(base, train_visual, train_audio, labels, weight=0.3, epsilon=0.01)
     with torch.no_grad():
-        plain = torch.sigmoid(base(visual, audio).double())
-        mixed = torch.sigmoid(hybrid(visual, audio))
-        votes = hybrid.memory.neighbour_scores(visual, audio)
-        torch.testing.assert_close(mixed, 0.7 * plain + 0.3 * votes)
+        plain = base(visual, audio).double()
+        mixed = hybrid(visual, audio)
+        votes = hybrid.memory.neighbour_scores(visual, audio).numpy()
+        smoothed = (votes + 0.01) / 1.02
+        torch.testing.assert_close(mixed, 0.7 * plain + 0.3 * torch.from_numpy(np.log(smoothed / (1 - smoothed))))
+        # a class every neighbour has outranks, at equal network logits, one no neighbour has
+        assert votes.max() > 0.5
         hybrid.train()
         base.train()
         torch.manual_seed(1)
         training = hybrid(visual, audio)
         torch.manual_seed(1)
         assert torch.equal(training, base(visual, audio))  # memory unused while training (same dropout draws)
+
+
+def test_without_memory_gives_back_the_network(base):
+    from vtag.memory import without_memory
+
+    train_visual, train_audio, labels = videos(30, 10)
+    visual, audio, _ = videos(4, 11)
+    visual, audio = torch.from_numpy(visual), torch.from_numpy(audio)
+    plain = without_memory(attach_memory(base, train_visual, train_audio, labels))
+    assert plain.config.memory is None and not plain.training
+    with torch.no_grad():
+        assert torch.equal(plain(visual, audio), base(visual, audio))
+
+
+def test_load_with_and_without_memory(base, tmp_path):
+    from vtag.memory import load_with_and_without_memory
+
+    save_model(base, tmp_path / "plain")
+    with pytest.raises(VtagError, match="no neighbour memory"):
+        load_with_and_without_memory(tmp_path / "plain")
+    train_visual, train_audio, labels = videos(30, 12)
+    save_model(attach_memory(base, train_visual, train_audio, labels), tmp_path / "hybrid")
+    hybrid, plain = load_with_and_without_memory(tmp_path / "hybrid")
+    assert hybrid.config.memory["videos"] == 30 and plain.config.memory is None
+    assert not hybrid.training and not plain.training
 
 
 def test_saved_with_int8_weights_and_reloaded(base, tmp_path):
@@ -144,7 +172,7 @@ def test_cli_memory_then_eval(tmp_path):
                extra={"vocabulary": "2018"})
     runner = CliRunner()
     result = runner.invoke(app, ["memory", str(shard), "--model", str(tmp_path / "base"), "--out", str(tmp_path / "hy"),
-                                 "--k", "1", "--temperature", "0.01", "--weight", "0.9"])
+                                 "--k", "1", "--temperature", "0.01", "--weight", "0.99"])
     assert result.exit_code == 0, result.output
     assert "memory of 64 videos" in result.output
     meta = json.loads((tmp_path / "hy" / "config.json").read_text())

@@ -237,7 +237,8 @@ def memory_command(
     dim: int = typer.Option(512, "--dim", help="Dimensions kept of each stored video's key (PCA)."),
     k: int = typer.Option(30, "--k", help="Neighbours that vote."),
     temperature: float = typer.Option(0.05, "--temperature", help="Softmax temperature of the votes over cosine similarity."),
-    weight: float = typer.Option(0.15, "--weight", help="Share of the neighbours' votes in the final score."),
+    weight: float = typer.Option(0.35, "--weight", help="Share of the neighbours' votes in the final logit."),
+    epsilon: float = typer.Option(0.003, "--epsilon", help="Floor added to the votes before taking their logit."),
     audio_weight: float = typer.Option(0.5, "--audio-weight", help="Weight of the audio mean in the key."),
     save_dtype: str = typer.Option("int8", "--save-dtype", help="int8, float16 or float32 for the model's weights."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad records instead of stopping."),
@@ -248,7 +249,8 @@ def memory_command(
     if dim < 1:
         raise VtagError(f"--dim must be >= 1, got {dim}")
     folder = remember(records, out, model=model, dim=dim, save_dtype=save_dtype, skip_bad=skip_bad, k=k,
-                      temperature=temperature, weight=weight, audio_weight=audio_weight)
+                      temperature=temperature, weight=weight, epsilon=epsilon,
+                      audio_weight=audio_weight)
     from vtag.models import load_model
 
     net, _ = load_model(folder)

@@ -3,9 +3,14 @@
 With ~35k training videos for 3,862 classes a network underfits the near-duplicates YouTube-8M is full
 of (the same channel, the same game, re-uploads): the labels of the most similar training videos add
 what it cannot hold. A model with a memory blends its sigmoid scores with a similarity-weighted vote of
-its `k` nearest training videos, p = (1 - weight) * p_model + weight * p_neighbours, and returns
-logit(p), so everything downstream (sigmoid, metrics, top-k) is unchanged. While training the memory is
-skipped: it exists only in eval mode.
+its `k` nearest training videos in logit space:
+
+    logit = (1 - weight) * model_logit + weight * logit((votes + epsilon) / (1 + 2 * epsilon))
+
+so everything downstream (sigmoid, metrics, top-k) is unchanged. Logit space rather than averaging
+probabilities because a class the neighbours agree on should rise even where the network is unsure
+(held-out GAP 0.736 against 0.733 for the best probability average); `epsilon` keeps a class no
+neighbour has from being ruled out. While training the memory is skipped: it exists only in eval mode.
 
 Each video is keyed by its L2-normalised visual and audio means (audio scaled by `audio_weight`),
 centred and projected onto the top `dim` principal directions of the training keys, stored as int8
@@ -26,7 +31,7 @@ from torch import nn
 
 from vtag.errors import VtagError
 
-DEFAULTS = {"k": 30, "temperature": 0.05, "weight": 0.15, "audio_weight": 0.5}
+DEFAULTS = {"k": 30, "temperature": 0.05, "weight": 0.35, "epsilon": 0.003, "audio_weight": 0.5}
 SHAPE_KEYS = ("videos", "dim", "labels", "input_dim")
 
 
@@ -43,7 +48,8 @@ def check_settings(memory: Any, source: str) -> None:
         value = memory[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise VtagError(f"{source}: memory {key} must be a positive integer, got {value!r}")
-    for key, low, high in (("temperature", 0, float("inf")), ("weight", 0, 1), ("audio_weight", 0, float("inf"))):
+    for key, low, high in (("temperature", 0, float("inf")), ("weight", 0, 1), ("epsilon", 0, 1),
+                           ("audio_weight", 0, float("inf"))):
         value = memory[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
             raise VtagError(f"{source}: memory {key} must be in ({low}, {high}], got {value!r}")
@@ -61,6 +67,18 @@ class NeighbourMemory(nn.Module):
         self.register_buffer("key_norm", torch.ones(videos))
         self.register_buffer("label_offsets", torch.zeros(videos + 1, dtype=torch.int32))
         self.register_buffer("label_values", torch.zeros(labels, dtype=torch.int16))
+        self._unit_keys: torch.Tensor | None = None
+        self._unit_keys_stamp: tuple | None = None
+
+    def unit_keys(self) -> torch.Tensor:
+        """The stored keys dequantised and normalised, float32 [N, dim]: made once and kept (about
+        70 MB for 35k videos), because making them every call costs more than the lookup itself."""
+        stamp = tuple((t.data_ptr(), t._version) for t in (self.keys, self.key_scale, self.key_norm))
+        if self._unit_keys is None or stamp != self._unit_keys_stamp:
+            with torch.no_grad():
+                self._unit_keys = (self.keys.float() * self.key_scale) / self.key_norm[:, None]
+            self._unit_keys_stamp = stamp
+        return self._unit_keys
 
     def query(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Projected keys [B, dim] of the videos (not normalised)."""
@@ -77,7 +95,7 @@ class NeighbourMemory(nn.Module):
 
     def _votes(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         query = nn.functional.normalize(self.query(visual, audio), dim=-1)
-        similarity = ((query * self.key_scale) @ self.keys.float().T) / self.key_norm
+        similarity = query @ self.unit_keys().T
         k = min(self.settings["k"], similarity.shape[1])
         top, index = similarity.topk(k, dim=-1)
         weights = torch.softmax(top.double() / self.settings["temperature"], dim=-1)  # [B, k]
@@ -93,11 +111,10 @@ class NeighbourMemory(nn.Module):
         return scores
 
     def blend(self, visual: torch.Tensor, audio: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """logit((1 - w) sigmoid(logits) + w votes), in float64 (confident scores stay distinct)."""
-        weight = self.settings["weight"]
-        mixed = (1 - weight) * torch.sigmoid(logits.double()) + weight * self.neighbour_scores(visual, audio)
-        mixed = mixed.clamp(1e-300, 1 - 1e-16)
-        return torch.log(mixed) - torch.log1p(-mixed)
+        """The blended logits (float64: confident scores stay distinct)."""
+        weight, epsilon = self.settings["weight"], self.settings["epsilon"]
+        votes = (self.neighbour_scores(visual, audio) + epsilon) / (1 + 2 * epsilon)
+        return (1 - weight) * logits.double() + weight * (torch.log(votes) - torch.log1p(-votes))
 
 
 def attach_memory(model: nn.Module, visual: np.ndarray, audio: np.ndarray, labels: Sequence[np.ndarray | None],
@@ -149,6 +166,27 @@ def attach_memory(model: nn.Module, visual: np.ndarray, audio: np.ndarray, label
     state.update({f"memory.{k}": v for k, v in memory.state_dict().items()})
     twin.load_state_dict(state, strict=True)
     return twin.eval()
+
+
+def without_memory(model: nn.Module) -> nn.Module:
+    """A copy of `model` without its memory (the network alone), in the same train/eval mode."""
+    from vtag.models import build_model
+
+    plain = build_model(replace(model.config, memory=None))
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("memory.")})
+    return plain.train(model.training)
+
+
+def load_with_and_without_memory(path: str | Path) -> tuple[nn.Module, nn.Module]:
+    """(the model with its memory, the network alone), both in eval mode: for measuring what the
+    memory adds."""
+    from vtag.models import load_model
+
+    hybrid, _ = load_model(path)
+    if hybrid.config.memory is None:
+        raise VtagError(f"{path}: this model has no neighbour memory; add one with `vtag memory`")
+    hybrid.eval()
+    return hybrid, without_memory(hybrid)
 
 
 def remember(records, out: str | Path, model=None, dim: int = 512, save_dtype: str = "int8", skip_bad: bool = False,
