@@ -179,6 +179,24 @@ def test_mix_batch_blends_inputs_and_labels_by_one_weight():
             assert torch.allclose(mixed_visual[i], visual[i], atol=1e-5)
 
 
+@pytest.mark.parametrize("model", [MODEL, "attend-fusion"])
+def test_bf16_autocast_path_trains_and_saves_float32(tiny_data, tmp_path, monkeypatch, model):
+    """The bf16 autocast that training uses on CUDA, run here through CPU autocast (CI has no GPU):
+    the loss, validation and checkpoints must cope with bf16 activations."""
+    import vtag.train as train_module
+    from vtag.models import load_model
+
+    monkeypatch.setattr(train_module, "_autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
+    overrides = {"hidden": 16, "attention_dim": 8, "num_heads": 2} if model == "attend-fusion" else dict(TINY)
+    result = train(config(tiny_data, tmp_path / "bf16", model=model, model_overrides=overrides), log=quiet)
+    assert all(np.isfinite(r["loss"]) for r in result.history)
+    assert 0 < result.history[-1]["valid"]["gap"] <= 1
+    weights = load_file(tmp_path / "bf16" / "last" / "model.safetensors")
+    assert all(v.dtype == torch.float32 for v in weights.values() if v.is_floating_point())
+    net, _ = load_model(tmp_path / "bf16" / "best")
+    assert net.config.name == model
+
+
 def test_existing_run_needs_resume(tiny_data, tmp_path):
     train(config(tiny_data, tmp_path / "run", epochs=1), log=quiet)
     with pytest.raises(VtagError, match="already holds a run"):
