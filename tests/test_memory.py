@@ -58,17 +58,36 @@ def reference_votes(visual, audio, train_visual, train_audio, labels, k, tempera
 def test_votes_match_brute_force_knn(base):
     train_visual, train_audio, labels = videos(200, 1)
     visual, audio, _ = videos(6, 2)
-    hybrid = attach_memory(base, train_visual, train_audio, labels, dim=24, k=5, temperature=0.1)
+    hybrid = attach_memory(base, train_visual, train_audio, labels, dim=24, bits=8, k=5, temperature=0.1)
     got = hybrid.memory.neighbour_scores(torch.from_numpy(visual), torch.from_numpy(audio)).numpy()
     want = reference_votes(visual, audio, train_visual, train_audio, labels, 5, 0.1, 0.5, 24)
-    np.testing.assert_allclose(got, want, atol=0.02)  # int8 keys move similarities by ~1e-3
+    # int8 keys move similarities by ~1e-3, which moves the softmax weights a little
+    np.testing.assert_allclose(got, want, atol=0.02)
     # k weights summing to 1, each given to every label of its neighbour (every video has >= 1 label)
     assert np.all(got.sum(1) >= 1 - 1e-9)
 
 
-def test_a_stored_video_finds_its_own_labels(base):
+@pytest.mark.parametrize("bits, dim", [(8, 24), (4, 24), (4, 23)])
+def test_keys_unpack_to_the_quantised_projection(base, bits, dim):
+    train_visual, train_audio, labels = videos(300, 13)
+    hybrid = attach_memory(base, train_visual, train_audio, labels, dim=dim, bits=bits)
+    memory = hybrid.memory
+    assert memory.keys.shape == (300, dim if bits == 8 else (dim + 1) // 2)
+    joint = torch.cat([torch.nn.functional.normalize(torch.from_numpy(train_visual), dim=-1),
+                       0.5 * torch.nn.functional.normalize(torch.from_numpy(train_audio), dim=-1)], dim=-1)
+    levels = 2 ** (bits - 1) - 1
+    want = torch.round(((joint - memory.mean) @ memory.projection) / memory.key_scale).clamp(-levels, levels)
+    got = memory.quantised_keys().float()
+    assert got.shape == (300, dim) and got.abs().max() <= levels
+    assert (got != want).float().mean() < 0.001 and (got - want).abs().max() <= 1  # rounding ties only
+    if bits == 4:  # a scale from the 99.9th percentile: a few values clip, most do not
+        assert 0 < (want.abs() == levels).float().mean() < 0.05
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_a_stored_video_finds_its_own_labels(base, bits):
     train_visual, train_audio, labels = videos(50, 3)
-    hybrid = attach_memory(base, train_visual, train_audio, labels, k=3, temperature=0.01)
+    hybrid = attach_memory(base, train_visual, train_audio, labels, bits=bits, k=3, temperature=0.01)
     votes = hybrid.memory.neighbour_scores(torch.from_numpy(train_visual[:10]), torch.from_numpy(train_audio[:10]))
     for row, own in zip(votes.numpy(), labels[:10]):
         assert set(np.flatnonzero(row > 0.9)) == set(own.tolist())
@@ -152,6 +171,8 @@ def test_bad_memory_settings_in_config_are_one_line_errors(base, tmp_path):
     with pytest.raises(VtagError, match="memory k must be a positive integer") as info:
         load_model(tmp_path / "m")
     assert "\n" not in str(info.value)
+    with pytest.raises(VtagError, match="memory bits must be 8 or 4"):
+        attach_memory(base, train_visual, train_audio, labels, bits=2)
     with pytest.raises(VtagError, match="unknown memory setting"):
         attach_memory(base, train_visual, train_audio, labels, neighbours=3)
     with pytest.raises(VtagError, match="no labels"):

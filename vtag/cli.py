@@ -234,7 +234,8 @@ def memory_command(
     records: list[str] = typer.Argument(..., help="Labelled video-level record files, folders or globs to remember."),
     out: str = typer.Option(..., "--out", help="Folder for the model with its memory."),
     model: str = typer.Option(None, "--model", help="Model folder or run name (default: shipped model)."),
-    dim: int = typer.Option(512, "--dim", help="Dimensions kept of each stored video's key (PCA)."),
+    dim: int = typer.Option(1024, "--dim", help="Dimensions kept of each stored video's key (PCA)."),
+    bits: int = typer.Option(4, "--bits", help="Bits per key dimension: 4 or 8."),
     k: int = typer.Option(30, "--k", help="Neighbours that vote."),
     temperature: float = typer.Option(0.05, "--temperature", help="Softmax temperature of the votes over cosine similarity."),
     weight: float = typer.Option(0.35, "--weight", help="Share of the neighbours' votes in the final logit."),
@@ -248,7 +249,7 @@ def memory_command(
 
     if dim < 1:
         raise VtagError(f"--dim must be >= 1, got {dim}")
-    folder = remember(records, out, model=model, dim=dim, save_dtype=save_dtype, skip_bad=skip_bad, k=k,
+    folder = remember(records, out, model=model, dim=dim, bits=bits, save_dtype=save_dtype, skip_bad=skip_bad, k=k,
                       temperature=temperature, weight=weight, epsilon=epsilon,
                       audio_weight=audio_weight)
     from vtag.models import load_model

@@ -13,8 +13,10 @@ probabilities because a class the neighbours agree on should rise even where the
 neighbour has from being ruled out. While training the memory is skipped: it exists only in eval mode.
 
 Each video is keyed by its L2-normalised visual and audio means (audio scaled by `audio_weight`),
-centred and projected onto the top `dim` principal directions of the training keys, stored as int8
-with a per-dimension scale. Neighbours are found by cosine similarity; their votes are a softmax of
+centred and projected onto the top `dim` principal directions of the training keys, quantised to
+`bits` (8, or 4 packed two to a byte) with a per-dimension scale. At a fixed size, more dimensions
+at 4 bits find better neighbours than fewer at 8 (held-out GAP 0.7383 for 1,024 x 4 bits against
+0.7365 for 512 x 8, both 17.7 MB for 34,659 videos). Neighbours are found by cosine similarity; their votes are a softmax of
 similarity / `temperature`. Everything is a buffer in the model's state dict (no parameters), so it is
 saved and loaded with the weights.
 """
@@ -32,7 +34,8 @@ from torch import nn
 from vtag.errors import VtagError
 
 DEFAULTS = {"k": 30, "temperature": 0.05, "weight": 0.35, "epsilon": 0.003, "audio_weight": 0.5}
-SHAPE_KEYS = ("videos", "dim", "labels", "input_dim")
+SHAPE_KEYS = ("videos", "dim", "labels", "input_dim", "bits")
+BITS = (8, 4)
 
 
 def check_settings(memory: Any, source: str) -> None:
@@ -48,6 +51,8 @@ def check_settings(memory: Any, source: str) -> None:
         value = memory[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise VtagError(f"{source}: memory {key} must be a positive integer, got {value!r}")
+    if memory["bits"] not in BITS:
+        raise VtagError(f"{source}: memory bits must be 8 or 4, got {memory['bits']!r}")
     for key, low, high in (("temperature", 0, float("inf")), ("weight", 0, 1), ("epsilon", 0, 1),
                            ("audio_weight", 0, float("inf"))):
         value = memory[key]
@@ -59,10 +64,13 @@ class NeighbourMemory(nn.Module):
     def __init__(self, settings: dict[str, Any], num_classes: int, visual_dim: int):
         super().__init__()
         self.settings, self.num_classes, self.visual_dim = dict(settings), num_classes, visual_dim
-        videos, dim, labels, input_dim = (settings[key] for key in SHAPE_KEYS)
+        videos, dim, labels, input_dim, bits = (settings[key] for key in SHAPE_KEYS)
         self.register_buffer("mean", torch.zeros(input_dim))
         self.register_buffer("projection", torch.zeros(input_dim, dim))
-        self.register_buffer("keys", torch.zeros(videos, dim, dtype=torch.int8))
+        if bits == 8:
+            self.register_buffer("keys", torch.zeros(videos, dim, dtype=torch.int8))
+        else:  # two 4-bit values a byte, each stored + 8 (so 1..15), low nibble first
+            self.register_buffer("keys", torch.zeros(videos, (dim + 1) // 2, dtype=torch.uint8))
         self.register_buffer("key_scale", torch.ones(dim))  # key ~ keys * key_scale (per dimension)
         self.register_buffer("key_norm", torch.ones(videos))
         self.register_buffer("label_offsets", torch.zeros(videos + 1, dtype=torch.int32))
@@ -71,14 +79,21 @@ class NeighbourMemory(nn.Module):
         self._unit_keys_stamp: tuple | None = None
 
     def unit_keys(self) -> torch.Tensor:
-        """The stored keys dequantised and normalised, float32 [N, dim]: made once and kept (about
-        70 MB for 35k videos), because making them every call costs more than the lookup itself."""
+        """The stored keys dequantised and normalised, float32 [N, dim]: made once and kept (140 MB
+        for 35k videos x 1,024 dims), because making them every call costs more than the lookup."""
         stamp = tuple((t.data_ptr(), t._version) for t in (self.keys, self.key_scale, self.key_norm))
         if self._unit_keys is None or stamp != self._unit_keys_stamp:
             with torch.no_grad():
-                self._unit_keys = (self.keys.float() * self.key_scale) / self.key_norm[:, None]
+                self._unit_keys = (self.quantised_keys().float() * self.key_scale) / self.key_norm[:, None]
             self._unit_keys_stamp = stamp
         return self._unit_keys
+
+    def quantised_keys(self) -> torch.Tensor:
+        """The stored keys as signed integers [N, dim] (unpacked when 4-bit)."""
+        if self.settings["bits"] == 8:
+            return self.keys
+        low, high = (self.keys & 0xF).to(torch.int8) - 8, (self.keys >> 4).to(torch.int8) - 8
+        return torch.stack([low, high], dim=-1).flatten(1)[:, :self.settings["dim"]]
 
     def query(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Projected keys [B, dim] of the videos (not normalised)."""
@@ -118,7 +133,7 @@ class NeighbourMemory(nn.Module):
 
 
 def attach_memory(model: nn.Module, visual: np.ndarray, audio: np.ndarray, labels: Sequence[np.ndarray | None],
-                  dim: int = 512, **settings: Any) -> nn.Module:
+                  dim: int = 1024, bits: int = 4, **settings: Any) -> nn.Module:
     """A copy of `model` with a memory of these training videos (means: [N, Dv], [N, Da]; label lists).
 
     `settings` override DEFAULTS (k, temperature, weight, audio_weight). The returned model's config
@@ -139,7 +154,7 @@ def attach_memory(model: nn.Module, visual: np.ndarray, audio: np.ndarray, label
         raise VtagError(f"labels run beyond the model's {num_classes} classes: wrong vocabulary for this model")
     input_dim = visual.shape[1] + audio.shape[1]
     dim = min(dim, input_dim, len(kept))
-    full = {**DEFAULTS, **settings, "videos": len(kept), "dim": dim,
+    full = {**DEFAULTS, **settings, "videos": len(kept), "dim": dim, "bits": bits,
             "labels": int(sum(len(lab) for lab in label_lists)), "input_dim": input_dim}
     check_settings(full, "memory")
     memory = NeighbourMemory(full, num_classes, visual.shape[1])
@@ -152,11 +167,21 @@ def attach_memory(model: nn.Module, visual: np.ndarray, audio: np.ndarray, label
         _, _, directions = torch.linalg.svd((raw - mean).double(), full_matrices=False)
         projection = directions[:dim].T.float()
         keys = (raw - mean) @ projection
-        scale = keys.abs().amax(0).clamp_min(1e-12) / 127
-        quantised = torch.round(keys / scale).clamp(-127, 127)
+        levels = 2 ** (full["bits"] - 1) - 1
+        # 4 bits: scale to the 99.9th percentile, so that a few outliers do not cost every video resolution
+        rank = max(1, round(0.999 * len(keys)))  # torch.quantile refuses tensors this large
+        top = keys.abs().amax(0) if full["bits"] == 8 else keys.abs().kthvalue(rank, dim=0).values
+        scale = top.clamp_min(1e-12) / levels
+        quantised = torch.round(keys / scale).clamp(-levels, levels)
         memory.mean.copy_(mean)
         memory.projection.copy_(projection)
-        memory.keys.copy_(quantised.to(torch.int8))
+        if full["bits"] == 8:
+            memory.keys.copy_(quantised.to(torch.int8))
+        else:
+            stored = (quantised + 8).to(torch.uint8)
+            if dim % 2:
+                stored = torch.cat([stored, torch.full((len(stored), 1), 8, dtype=torch.uint8)], dim=1)
+            memory.keys.copy_(stored[:, 0::2] | (stored[:, 1::2] << 4))
         memory.key_scale.copy_(scale)
         memory.key_norm.copy_(torch.linalg.vector_norm(quantised * scale, dim=-1).clamp_min(1e-12))
         memory.label_offsets.copy_(torch.from_numpy(np.cumsum([0] + [len(lab) for lab in label_lists]).astype(np.int32)))
@@ -189,7 +214,7 @@ def load_with_and_without_memory(path: str | Path) -> tuple[nn.Module, nn.Module
     return hybrid, without_memory(hybrid)
 
 
-def remember(records, out: str | Path, model=None, dim: int = 512, save_dtype: str = "int8", skip_bad: bool = False,
+def remember(records, out: str | Path, model=None, dim: int = 1024, bits: int = 4, save_dtype: str = "int8", skip_bad: bool = False,
              **settings: Any) -> Path:
     """Writes into `out` a copy of `model` (a model folder or run name; default: the shipped model) with a
     neighbour memory of the labelled video-level `records`, and returns `out`. `settings` override
@@ -201,7 +226,7 @@ def remember(records, out: str | Path, model=None, dim: int = 512, save_dtype: s
     net, meta, directory = load_for_evaluation(model, "cpu")
     paths = expand_paths(records)
     arrays = read_video_level_arrays(paths, skip_bad=skip_bad, num_classes=net.config.num_classes)
-    hybrid = attach_memory(net, arrays.rgb, arrays.audio, arrays.labels, dim=dim, **settings)
+    hybrid = attach_memory(net, arrays.rgb, arrays.audio, arrays.labels, dim=dim, bits=bits, **settings)
     kept = {k: v for k, v in meta.items() if k not in ("format", "name", "model", "weights_dtype")}
     given = [str(r) for r in ([records] if isinstance(records, (str, Path)) else records)]
     kept["memory_of"] = {"records": given, "files": len(paths), "videos": hybrid.config.memory["videos"],
