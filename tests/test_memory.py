@@ -93,6 +93,17 @@ def test_a_stored_video_finds_its_own_labels(base, bits):
         assert set(np.flatnonzero(row > 0.9)) == set(own.tolist())
 
 
+def test_leave_one_out_lookup_never_finds_the_video_itself(base):
+    train_visual, train_audio, labels = videos(40, 14)
+    memory = attach_memory(base, train_visual, train_audio, labels, k=5).memory
+    rows = torch.arange(40)
+    index, weights = memory.neighbours(torch.from_numpy(train_visual), torch.from_numpy(train_audio))
+    assert torch.equal(index[:, 0], rows)  # without exclusion each video is its own nearest
+    index, weights = memory.neighbours(torch.from_numpy(train_visual), torch.from_numpy(train_audio), exclude=rows)
+    assert index.shape == (40, 5) and not torch.any(index == rows[:, None])
+    torch.testing.assert_close(weights.sum(1), torch.ones(40, dtype=torch.float64))
+
+
 def test_blend_is_the_stated_mixture_and_training_skips_it(base):
     train_visual, train_audio, labels = videos(30, 4)
     visual, audio, _ = videos(5, 5)

@@ -103,33 +103,48 @@ class NeighbourMemory(nn.Module):
                            self.settings["audio_weight"] * nn.functional.normalize(audio, dim=-1)], dim=-1)
         return (joint - self.mean) @ self.projection
 
-    def neighbour_scores(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        """Similarity-weighted label votes [B, C] (float64) of the k nearest stored videos."""
+    def neighbours(self, visual: torch.Tensor, audio: torch.Tensor,
+                   exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(index [B, k] of the k nearest stored videos, their vote weights [B, k], float64).
+        `exclude[i]` is a stored video that row i must not find: itself, when the stored videos are
+        looked up (leave-one-out)."""
         with torch.autocast(device_type=visual.device.type, enabled=False):  # bf16 would blur the ranking
-            return self._votes(visual, audio)
+            query = nn.functional.normalize(self.query(visual, audio), dim=-1)
+            similarity = query @ self.unit_keys().T
+            if exclude is not None:
+                similarity[torch.arange(len(similarity), device=similarity.device), exclude] = -torch.inf
+            k = min(self.settings["k"], similarity.shape[1] - (exclude is not None))
+            top, index = similarity.topk(k, dim=-1)
+            return index, torch.softmax(top.double() / self.settings["temperature"], dim=-1)
 
-    def _votes(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        query = nn.functional.normalize(self.query(visual, audio), dim=-1)
-        similarity = query @ self.unit_keys().T
-        k = min(self.settings["k"], similarity.shape[1])
-        top, index = similarity.topk(k, dim=-1)
-        weights = torch.softmax(top.double() / self.settings["temperature"], dim=-1)  # [B, k]
+    def votes(self, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Label votes [B, C] (float64): each neighbour's weight to each of its labels."""
+        k = index.shape[1]
         starts = self.label_offsets[index].long()
         counts = (self.label_offsets[index + 1].long() - starts).flatten()
-        scores = torch.zeros(len(query), self.num_classes, dtype=torch.float64, device=query.device)
+        scores = torch.zeros(len(index), self.num_classes, dtype=torch.float64, device=index.device)
         if int(counts.sum()):
-            pair = torch.repeat_interleave(torch.arange(counts.numel(), device=query.device), counts)
+            pair = torch.repeat_interleave(torch.arange(counts.numel(), device=index.device), counts)
             first = torch.cumsum(counts, 0) - counts  # where each pair's labels begin in `pair`
-            position = starts.flatten()[pair] + torch.arange(len(pair), device=query.device) - first[pair]
+            position = starts.flatten()[pair] + torch.arange(len(pair), device=index.device) - first[pair]
             classes = self.label_values[position].long()
-            scores.index_put_((pair // k, classes), weights.flatten()[pair], accumulate=True)
+            scores.index_put_((pair // k, classes), weights.flatten()[pair].to(scores.dtype), accumulate=True)
         return scores
+
+    def vote_logits(self, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """logit((votes + epsilon) / (1 + 2 epsilon)), float64 [B, C]."""
+        epsilon = self.settings["epsilon"]
+        votes = (self.votes(index, weights) + epsilon) / (1 + 2 * epsilon)
+        return torch.log(votes) - torch.log1p(-votes)
+
+    def neighbour_scores(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Similarity-weighted label votes [B, C] (float64) of the k nearest stored videos."""
+        return self.votes(*self.neighbours(visual, audio))
 
     def blend(self, visual: torch.Tensor, audio: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """The blended logits (float64: confident scores stay distinct)."""
-        weight, epsilon = self.settings["weight"], self.settings["epsilon"]
-        votes = (self.neighbour_scores(visual, audio) + epsilon) / (1 + 2 * epsilon)
-        return (1 - weight) * logits.double() + weight * (torch.log(votes) - torch.log1p(-votes))
+        weight = self.settings["weight"]
+        return (1 - weight) * logits.double() + weight * self.vote_logits(*self.neighbours(visual, audio))
 
 
 def attach_memory(model: nn.Module, visual: np.ndarray, audio: np.ndarray, labels: Sequence[np.ndarray | None],
