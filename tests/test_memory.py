@@ -216,3 +216,8 @@ def test_cli_memory_then_eval(tmp_path):
     result = runner.invoke(app, ["memory", str(shard), "--model", str(tmp_path / "base"), "--out", str(tmp_path / "x"),
                                  "--weight", "1.5"])
     assert isinstance(result.exception, VtagError) and "memory weight must be in" in str(result.exception)
+    # 2017-schema records (key video_id) into a 2018 model: label numbers would mean other classes
+    old_schema = tmp_path / "2017.tfrecord"
+    write_records(old_schema, [YT8MRecord(r.id, r.labels, r.rgb, r.audio, schema="2017") for r in records])
+    result = runner.invoke(app, ["memory", str(old_schema), "--model", str(tmp_path / "base"), "--out", str(tmp_path / "y")])
+    assert isinstance(result.exception, VtagError) and "2017 vocabulary" in str(result.exception)

@@ -241,6 +241,15 @@ def remember(records, out: str | Path, model=None, dim: int = 1024, bits: int = 
     net, meta, directory = load_for_evaluation(model, "cpu")
     paths = expand_paths(records)
     arrays = read_video_level_arrays(paths, skip_bad=skip_bad, num_classes=net.config.num_classes)
+    model_vocabulary = meta.get("vocabulary")
+    if model_vocabulary in ("2017", "2018") and len(arrays):
+        from vtag.vocab import vocabulary_for
+
+        given = [lab for lab in arrays.labels if lab is not None and len(lab)]
+        records_vocabulary = vocabulary_for(arrays.schema, max(int(lab.max()) for lab in given) if given else None)
+        if records_vocabulary != model_vocabulary:
+            raise VtagError(f"the records use the {records_vocabulary} vocabulary, the model ({directory}) the "
+                            f"{model_vocabulary} one: their label numbers mean different classes")
     hybrid = attach_memory(net, arrays.rgb, arrays.audio, arrays.labels, dim=dim, bits=bits, **settings)
     kept = {k: v for k, v in meta.items() if k not in ("format", "name", "model", "weights_dtype")}
     given = [str(r) for r in ([records] if isinstance(records, (str, Path)) else records)]
