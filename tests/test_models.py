@@ -135,6 +135,78 @@ def test_half_precision_file_loads_as_float32(tmp_path):
         torch.testing.assert_close(loaded.eval()(visual, audio), model(visual, audio), atol=2e-2, rtol=2e-2)
 
 
+@pytest.mark.parametrize("dtype, ratio", [("int8", 0.3), ("int4", 0.2)])
+def test_quantised_weight_files_load_close_to_float32(tmp_path, dtype, ratio):
+    torch.manual_seed(0)
+    model = create_model("fc-residual-gated-early-fusion", num_classes=300, hidden=128).eval()
+    save_model(model, tmp_path / "fp32")
+    save_model(model, tmp_path / dtype, dtype=dtype)
+    sizes = {d: (tmp_path / d / "model.safetensors").stat().st_size for d in ("fp32", dtype)}
+    assert sizes[dtype] < ratio * sizes["fp32"]
+    loaded, meta = load_model(tmp_path / dtype)
+    assert meta["weights_dtype"] == dtype
+    original = model.state_dict()
+    for key, value in loaded.state_dict().items():
+        assert value.dtype == original[key].dtype and value.shape == original[key].shape
+        # every weight within half a quantisation step of its group's largest weight
+        levels = 127 if dtype == "int8" else 7
+        assert (value - original[key]).abs().max() <= original[key].abs().max() / levels / 2 + 1e-3, key
+    visual, audio = inputs(model)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.sigmoid(loaded.eval()(visual, audio)), torch.sigmoid(model(visual, audio)),
+                                   atol=0.05, rtol=0)
+
+
+def test_ensemble_averages_its_members_logits_and_round_trips(tmp_path):
+    from vtag.models import ensemble_of
+
+    first, second = (small("fc-residual-gated-early-fusion").eval() for _ in range(2))
+    ensemble = ensemble_of([first, second])
+    assert ensemble.config.members == 2
+    assert count_parameters(ensemble) == 2 * count_parameters(first)
+    visual, audio = inputs(first)
+    with torch.no_grad():
+        want = (first(visual, audio) + second(visual, audio)) / 2
+        torch.testing.assert_close(ensemble(visual, audio), want)
+        save_model(ensemble, tmp_path / "ens")
+        loaded, _ = load_model(tmp_path / "ens")
+        torch.testing.assert_close(loaded.eval()(visual, audio), want)
+    with pytest.raises(VtagError, match="differs from model 1 in hidden"):
+        ensemble_of([first, small("fc-residual-gated-early-fusion", hidden=32)])
+    with pytest.raises(VtagError, match="at least two"):
+        ensemble_of([first])
+    with pytest.raises(VtagError, match="an ensemble already"):
+        ensemble_of([ensemble, first])
+
+
+def test_cli_ensemble_then_memory(tmp_path):
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from vtag.cli import app
+    from vtag.records import YT8MRecord, write_records
+
+    for index in range(2):
+        torch.manual_seed(index)
+        save_model(create_model("fc-early-fusion", hidden=64), tmp_path / f"m{index}", extra={"vocabulary": "2018"})
+    runner = CliRunner()
+    result = runner.invoke(app, ["ensemble", str(tmp_path / "m0"), str(tmp_path / "m1"), "--out", str(tmp_path / "ens"),
+                                 "--save-dtype", "int4"])
+    assert result.exit_code == 0, result.output
+    ensemble, meta = load_model(tmp_path / "ens")
+    assert ensemble.config.members == 2 and meta["vocabulary"] == "2018" and meta["weights_dtype"] == "int4"
+    rng = np.random.default_rng(0)
+    shard = tmp_path / "videos.tfrecord"
+    write_records(shard, [YT8MRecord(f"v{i}", np.array([i % 7]), rng.normal(size=1024).astype(np.float32),
+                                     rng.normal(size=128).astype(np.float32)) for i in range(20)])
+    result = runner.invoke(app, ["memory", str(shard), "--model", str(tmp_path / "ens"), "--out", str(tmp_path / "hy")])
+    assert result.exit_code == 0, result.output
+    hybrid, _ = load_model(tmp_path / "hy")
+    assert hybrid.config.members == 2 and hybrid.config.memory["videos"] == 20
+    result = runner.invoke(app, ["eval", str(shard), "--model", str(tmp_path / "hy"), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+
+
 def test_save_unwraps_a_ddp_style_wrapper(tmp_path):
     class Wrapper(nn.Module):
         def __init__(self, module):
@@ -319,6 +391,7 @@ def test_unknown_model_name_suggests_close_matches():
         ({"name": "attend-fusion", "hidden": 100, "tokens": 3}, "tokens"),
         ({"name": "attend-fusion", "attention_dim": 30, "num_heads": 4}, "num_heads"),
         ({"name": "attend-fusion", "dropout": 1.5}, "dropout"),
+        ({"name": "attend-fusion", "members": 0}, "members must be a positive integer"),
     ],
 )
 def test_bad_configs_are_rejected(data, message):

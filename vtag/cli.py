@@ -169,7 +169,7 @@ def train_command(
     input_norm: bool = typer.Option(None, "--input-norm/--no-input-norm", help="Batch norm on each modality's input."),
     experts: int = typer.Option(None, "--experts", help="Mixture of N logistic experts as the classifier (early fusion)."),
     stream: bool = typer.Option(False, "--stream", help="Stream records each epoch instead of loading them once."),
-    save_dtype: str = typer.Option("float32", "--save-dtype", help="float32, float16 or int8 (weight matrices) for model.safetensors."),
+    save_dtype: str = typer.Option("float32", "--save-dtype", help="float32, float16, int8 or int4 (weight matrices) for model.safetensors."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad records instead of stopping."),
 ) -> None:
     """Train a model on YT8M records (AdamW + BCE); checkpoints in --out/best and --out/last."""
@@ -241,7 +241,7 @@ def memory_command(
     weight: float = typer.Option(0.35, "--weight", help="Share of the neighbours' votes in the final logit."),
     epsilon: float = typer.Option(0.003, "--epsilon", help="Floor added to the votes before taking their logit."),
     audio_weight: float = typer.Option(0.5, "--audio-weight", help="Weight of the audio mean in the key."),
-    save_dtype: str = typer.Option("int8", "--save-dtype", help="int8, float16 or float32 for the model's weights."),
+    save_dtype: str = typer.Option("int8", "--save-dtype", help="int8, int4, float16 or float32 for the model's weights."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad records instead of stopping."),
 ) -> None:
     """Give a model a neighbour memory of labelled videos: their labels vote in its scores, no retraining."""
@@ -256,6 +256,19 @@ def memory_command(
 
     net, _ = load_model(folder)
     console.print(f"wrote {folder}: {net.config.name} with a memory of {net.config.memory['videos']:,} videos", highlight=False)
+
+
+@app.command("ensemble")
+def ensemble_command(
+    models: list[str] = typer.Argument(..., help="Two or more trained model folders (or run names) of one architecture."),
+    out: str = typer.Option(..., "--out", help="Folder for the ensemble."),
+    save_dtype: str = typer.Option("float32", "--save-dtype", help="float32, float16, int8 or int4 for the weights."),
+) -> None:
+    """Average the logits of several trained models of one architecture, as one model."""
+    from vtag.models import ensemble_folder
+
+    folder, size = ensemble_folder(models, out, save_dtype)
+    console.print(f"wrote {folder}: an ensemble of {size} models", highlight=False)
 
 
 # ---- weights and feature extraction: weights, extract ---------------------------------------------

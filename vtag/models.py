@@ -55,6 +55,7 @@ class ModelConfig:
     input_norm: bool = False  # not from the paper: BatchNorm1d on each modality's input features
     experts: int = 0  # not from the paper: >0 swaps an early-fusion model's classifier for a mixture of experts
     memory: dict[str, Any] | None = None  # not from the paper: a neighbour memory's settings (vtag/memory.py)
+    members: int = 1  # not from the paper: >1 is an ensemble of that many networks, logits averaged
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +84,8 @@ class ModelConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise VtagError(f"{source}: {key} must be a positive integer, got {value!r}")
+        if isinstance(self.members, bool) or not isinstance(self.members, int) or self.members < 1:
+            raise VtagError(f"{source}: members must be a positive integer, got {self.members!r}")
         if not isinstance(self.input_norm, bool):
             raise VtagError(f"{source}: input_norm must be true or false, got {self.input_norm!r}")
         if isinstance(self.experts, bool) or not isinstance(self.experts, int) or self.experts < 0:
@@ -456,9 +459,45 @@ def paper_config(name: str) -> ModelConfig:
                        attention_dim=1024, num_heads=8, dropout=0.4, tokens=2, ffn_mult=4)
 
 
+class Ensemble(FusionModel):
+    """`members` networks of one architecture, their logits averaged; then the memory, if any.
+    Built from trained models by `ensemble_of` (`vtag ensemble`)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(replace(config, input_norm=False))  # each member has its own input norm
+        self.config = config
+        single = replace(config, members=1, memory=None)
+        self.members = nn.ModuleList(MODELS[config.name].build(single) for _ in range(config.members))
+
+    def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        logits = torch.stack([member(visual, audio) for member in self.members]).mean(0)
+        if self.config.memory is not None and not self.training:
+            logits = self.memory.blend(visual, audio, logits)
+        return logits
+
+
 def build_model(config: ModelConfig) -> FusionModel:
     config.validate()
-    return MODELS[config.name].build(config)
+    return Ensemble(config) if config.members > 1 else MODELS[config.name].build(config)
+
+
+def ensemble_of(models: list[nn.Module]) -> FusionModel:
+    """One model averaging the logits of trained models of the same architecture (any memory they
+    carry is dropped: give the ensemble its own with `vtag memory`)."""
+    if len(models) < 2:
+        raise VtagError("an ensemble needs at least two models")
+    configs = [replace(m.config, dropout=0.0, memory=None) for m in models]  # dropout: inactive in eval
+    nested = [c.name for c, m in zip(configs, models) if m.config.members > 1]
+    if nested:
+        raise VtagError("one of the models is an ensemble already; list its members' folders instead")
+    for index, config in enumerate(configs[1:], start=2):
+        if config != configs[0]:
+            differ = sorted(k for k, v in config.to_dict().items() if configs[0].to_dict()[k] != v)
+            raise VtagError(f"model {index} differs from model 1 in {', '.join(differ)}: an ensemble needs one architecture")
+    ensemble = build_model(replace(models[0].config, memory=None, members=len(models)))
+    for member, model in zip(ensemble.members, models):
+        member.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("memory.")})
+    return ensemble.eval()
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -512,6 +551,8 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.flo
 
 
 INT8_SCALE = ".int8_scale"
+INT4_SCALE = ".int4_scale"
+INT4_GROUP = 64  # weights sharing one scale along a row: per-row 4-bit scales lose too much
 
 
 def _is_weight_matrix(key: str, value: torch.Tensor) -> bool:
@@ -519,14 +560,30 @@ def _is_weight_matrix(key: str, value: torch.Tensor) -> bool:
     return value.is_floating_point() and value.ndim == 2 and value.numel() >= 4096 and not key.startswith("memory.")
 
 
+def _int4(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(two 4-bit values a byte, +8 so 1..15, low nibble first; a float16 scale per group of 64)."""
+    rows, cols = value.shape
+    groups = value.float().view(rows, cols // INT4_GROUP, INT4_GROUP)
+    scale = (groups.abs().amax(-1, keepdim=True).clamp_min(1e-12) / 7).half()
+    stored = (torch.round(groups / scale.float()).clamp(-7, 7) + 8).to(torch.uint8).view(rows, cols)
+    return stored[:, 0::2] | (stored[:, 1::2] << 4), scale.squeeze(-1)
+
+
+def _from_int4(packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    values = torch.stack([(packed & 0xF), (packed >> 4)], dim=-1).flatten(1).float() - 8
+    rows, cols = values.shape
+    return (values.view(rows, cols // INT4_GROUP, INT4_GROUP) * scale.float()[..., None]).view(rows, cols)
+
+
 def _dequantise(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in state.items():
-        if key.endswith(INT8_SCALE):
+        if key.endswith((INT8_SCALE, INT4_SCALE)):
             continue
-        scale = state.get(key + INT8_SCALE)
-        if scale is not None:
-            out[key] = value.float() * scale.float()[:, None]
+        if key + INT8_SCALE in state:
+            out[key] = value.float() * state[key + INT8_SCALE].float()[:, None]
+        elif key + INT4_SCALE in state:
+            out[key] = _from_int4(value, state[key + INT4_SCALE])
         else:
             out[key] = value.float() if value.is_floating_point() else value
     return out
@@ -540,19 +597,21 @@ def save_model(model: nn.Module, directory: str | Path, extra: dict | None = Non
     from safetensors.torch import save
 
     model = _unwrap(model)
-    int8 = dtype == "int8"
-    if int8:
+    quantised = dtype if dtype in ("int8", "int4") else None
+    if quantised:
         dtype = torch.float16  # for what is not a weight matrix
     if isinstance(dtype, str):
         if dtype not in _DTYPES:
-            raise VtagError(f"unknown weight dtype '{dtype}': use one of {', '.join(_DTYPES)} or int8")
+            raise VtagError(f"unknown weight dtype '{dtype}': use one of {', '.join(_DTYPES)}, int8 or int4")
         dtype = _DTYPES[dtype]
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for key, value in model.state_dict().items():
         value = value.detach().cpu()
-        if int8 and _is_weight_matrix(key, value):
+        if quantised == "int4" and _is_weight_matrix(key, value) and value.shape[1] % INT4_GROUP == 0:
+            tensors[key], tensors[key + INT4_SCALE] = _int4(value)
+        elif quantised and _is_weight_matrix(key, value):
             scale = value.float().abs().amax(dim=1).clamp_min(1e-12) / 127
             tensors[key] = torch.round(value.float() / scale[:, None]).clamp(-127, 127).to(torch.int8)
             tensors[key + INT8_SCALE] = scale
@@ -562,7 +621,7 @@ def save_model(model: nn.Module, directory: str | Path, extra: dict | None = Non
     if "model" in meta:
         raise VtagError("save_model: 'model' in extra would overwrite the model's settings; rename that key")
     meta = {"format": FORMAT, "name": model.config.name, "model": model.config.to_dict(),
-            "weights_dtype": "int8" if int8 else str(dtype).removeprefix("torch."), **meta}
+            "weights_dtype": quantised or str(dtype).removeprefix("torch."), **meta}
     atomic_write_bytes(directory / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
     atomic_write_bytes(directory / CONFIG_FILE, (json.dumps(meta, indent=2, sort_keys=False) + "\n").encode())
     return directory
@@ -603,6 +662,26 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         detail = " ".join(line.strip() for line in first[:3])
         raise VtagError(f"{weights_path}: weights do not match the model in {config_path.name} ({detail[:300]})") from None
     return model.to(map_location), meta
+
+
+def ensemble_folder(models: list[str | Path], out: str | Path, dtype: str = "float32") -> tuple[Path, int]:
+    """`vtag ensemble`: loads trained models (folders or run names), writes their ensemble into
+    `out`. Returns (out, number of members)."""
+    from vtag.classify import resolve_model_dir
+
+    loaded, vocabularies = [], set()
+    for given in models:
+        net, meta = load_model(resolve_model_dir(given))
+        loaded.append(net)
+        vocabularies.add(meta.get("vocabulary"))
+    if len(vocabularies) > 1:
+        raise VtagError(f"the models use different vocabularies ({', '.join(sorted(map(str, vocabularies)))}): "
+                        "an ensemble needs one")
+    extra = {"input_spec": loaded[0].config.input_spec, "members_of": [str(m) for m in models]}
+    vocabulary = vocabularies.pop()
+    if vocabulary is not None:
+        extra["vocabulary"] = vocabulary
+    return save_model(ensemble_of(loaded), out, extra=extra, dtype=dtype), len(loaded)
 
 
 def paper_table(input_spec: str = "mean") -> list[dict[str, Any]]:

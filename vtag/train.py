@@ -104,7 +104,7 @@ class TrainConfig:
             (self.mixup >= 0 and math.isfinite(self.mixup), f"--mixup must be >= 0, got {self.mixup}"),
             (self.bias_init in ("prior", "zero"), f"--bias-init must be prior or zero, got {self.bias_init!r}"),
             (self.input_spec in (None, "mean", "mean+std"), f"--input-spec must be mean or mean+std, got {self.input_spec!r}"),
-            (self.save_dtype in ("float32", "float16", "int8"), f"save dtype must be float32, float16 or int8, got {self.save_dtype!r}"),
+            (self.save_dtype in ("float32", "float16", "int8", "int4"), f"save dtype must be float32, float16, int8 or int4, got {self.save_dtype!r}"),
         ]
         for ok, message in checks:
             if not ok:
