@@ -1,5 +1,6 @@
 """Inference cost of a neighbour memory: records/s of the shipped model with its memory against the
-same model without it, in the same process, on the same records (reading excluded).
+same model without it, in the same process, on the same records (reading excluded); for an ensemble,
+also one of its networks alone.
 
     python bench/bench_memory.py [--model weights/default] [--records examples/yt8m-2018-sample.tfrecord]
 """
@@ -46,8 +47,12 @@ def main() -> None:
     for batch_size in args.batch_sizes:
         without = rate(plain, visual, audio, batch_size, args.repeats)
         with_memory = rate(hybrid, visual, audio, batch_size, args.repeats)
-        print(f"batch {batch_size:4d}: without memory {without:8.1f} records/s, with memory {with_memory:8.1f} records/s"
-              f" ({with_memory / without:.2f} x)")
+        line = (f"batch {batch_size:4d}: without memory {without:8.1f} records/s, with memory {with_memory:8.1f} records/s"
+                f" ({with_memory / without:.2f} x)")
+        if hybrid.config.members > 1:
+            single = rate(plain.members[0].eval(), visual, audio, batch_size, args.repeats)
+            line += f"; one of its {hybrid.config.members} networks alone {single:8.1f} records/s"
+        print(line)
 
 
 if __name__ == "__main__":
