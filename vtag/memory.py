@@ -2,8 +2,8 @@
 
 With ~35k training videos for 3,862 classes a network underfits the near-duplicates YouTube-8M is full
 of (the same channel, the same game, re-uploads): the labels of the most similar training videos add
-what it cannot hold. A model with a memory blends its sigmoid scores with a similarity-weighted vote of
-its `k` nearest training videos in logit space:
+what it cannot hold. A model with a memory blends its logits with a similarity-weighted vote of its
+`k` nearest training videos, in logit space:
 
     logit = (1 - weight) * model_logit + weight * logit((votes + epsilon) / (1 + 2 * epsilon))
 
@@ -16,8 +16,8 @@ Each video is keyed by its L2-normalised visual and audio means (audio scaled by
 centred and projected onto the top `dim` principal directions of the training keys, quantised to
 `bits` (8, or 4 packed two to a byte) with a per-dimension scale. At a fixed size, more dimensions
 at 4 bits find better neighbours than fewer at 8 (held-out GAP 0.7383 for 1,024 x 4 bits against
-0.7365 for 512 x 8, both 17.7 MB for 34,659 videos). Neighbours are found by cosine similarity; their votes are a softmax of
-similarity / `temperature`. Everything is a buffer in the model's state dict (no parameters), so it is
+0.7365 for 512 x 8, both 17.7 MB for 34,659 videos). Neighbours are found by cosine similarity;
+their votes are a softmax of similarity / `temperature`. Everything is a buffer in the model's state dict (no parameters), so it is
 saved and loaded with the weights.
 """
 
