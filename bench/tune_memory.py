@@ -58,14 +58,17 @@ def main() -> None:
     for k, temperature in itertools.product((30, 100), (0.03, 0.05, 0.1)):
         hybrid.memory.settings.update(k=k, temperature=temperature)
         with torch.inference_mode():
-            votes = hybrid.memory.neighbour_scores(visual, audio).numpy()
-        for epsilon, weight in itertools.product((0.001, 0.003), (0.2, 0.25, 0.3, 0.35)):
-            smoothed = (votes + epsilon) / (1 + 2 * epsilon)
-            logits = (1 - weight) * network_logits + weight * (np.log(smoothed) - np.log1p(-smoothed))
-            result = gaps(1 / (1 + np.exp(-logits)))
-            rows.append(((k, temperature, epsilon, weight), result))
-            print(f"k {k:3d}  temperature {temperature:.2f}  epsilon {epsilon:.3f}  weight {weight:.2f}:"
-                  f"  A {result['A']:.4f}  B {result['B']:.4f}  all {result['all']:.4f}", flush=True)
+            neighbours = hybrid.memory.neighbours(visual, audio)
+        for epsilon in (0.001, 0.003):
+            hybrid.memory.settings.update(epsilon=epsilon)
+            with torch.inference_mode():
+                vote_logits = hybrid.memory.vote_logits(*neighbours).numpy()
+            for weight in (0.2, 0.25, 0.3, 0.35):
+                logits = (1 - weight) * network_logits + weight * vote_logits
+                result = gaps(1 / (1 + np.exp(-logits)))
+                rows.append(((k, temperature, epsilon, weight), result))
+                print(f"k {k:3d}  temperature {temperature:.2f}  epsilon {epsilon:.3f}  weight {weight:.2f}:"
+                      f"  A {result['A']:.4f}  B {result['B']:.4f}  all {result['all']:.4f}", flush=True)
     for chosen_on, scored_on in (("A", "B"), ("B", "A")):
         settings, result = max(rows, key=lambda row: row[1][chosen_on])
         print(f"best on {chosen_on} {settings}: lifts {scored_on} from {base[scored_on]:.4f} to {result[scored_on]:.4f}")

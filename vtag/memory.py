@@ -60,6 +60,13 @@ def check_settings(memory: Any, source: str) -> None:
             raise VtagError(f"{source}: memory {key} must be in ({low}, {high}], got {value!r}")
 
 
+def joint_key(visual: torch.Tensor, audio: torch.Tensor, audio_weight: float) -> torch.Tensor:
+    """A video's key before projection: its L2-normalised visual mean beside its L2-normalised audio
+    mean x `audio_weight`."""
+    return torch.cat([nn.functional.normalize(visual.float(), dim=-1),
+                      audio_weight * nn.functional.normalize(audio.float(), dim=-1)], dim=-1)
+
+
 class NeighbourMemory(nn.Module):
     def __init__(self, settings: dict[str, Any], num_classes: int, visual_dim: int):
         super().__init__()
@@ -90,18 +97,15 @@ class NeighbourMemory(nn.Module):
 
     def quantised_keys(self) -> torch.Tensor:
         """The stored keys as signed integers [N, dim] (unpacked when 4-bit)."""
-        if self.settings["bits"] == 8:
-            return self.keys
-        low, high = (self.keys & 0xF).to(torch.int8) - 8, (self.keys >> 4).to(torch.int8) - 8
-        return torch.stack([low, high], dim=-1).flatten(1)[:, :self.settings["dim"]]
+        from vtag.models import unpack_int4
+
+        return self.keys if self.settings["bits"] == 8 else unpack_int4(self.keys, self.settings["dim"])
 
     def query(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Projected keys [B, dim] of the videos (not normalised)."""
-        visual = visual[:, :self.visual_dim].float()  # the means: a mean+std model's first half
-        audio = audio[:, :self.mean.shape[0] - self.visual_dim].float()
-        joint = torch.cat([nn.functional.normalize(visual, dim=-1),
-                           self.settings["audio_weight"] * nn.functional.normalize(audio, dim=-1)], dim=-1)
-        return (joint - self.mean) @ self.projection
+        visual = visual[:, :self.visual_dim]  # the means: a mean+std model's first half
+        audio = audio[:, :self.mean.shape[0] - self.visual_dim]
+        return (joint_key(visual, audio, self.settings["audio_weight"]) - self.mean) @ self.projection
 
     def neighbours(self, visual: torch.Tensor, audio: torch.Tensor,
                    exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,7 +158,7 @@ def attach_memory(model: nn.Module, visual: np.ndarray, audio: np.ndarray, label
     `settings` override DEFAULTS (k, temperature, weight, audio_weight). The returned model's config
     carries the memory settings, so `save_model` / `load_model` round-trip it.
     """
-    from vtag.models import build_model
+    from vtag.models import build_model, network_state, pack_int4
 
     unknown = sorted(set(settings) - set(DEFAULTS))
     if unknown:
@@ -174,9 +178,7 @@ def attach_memory(model: nn.Module, visual: np.ndarray, audio: np.ndarray, label
     check_settings(full, "memory")
     memory = NeighbourMemory(full, num_classes, visual.shape[1])
     with torch.no_grad():
-        # the same path as `NeighbourMemory.query`, with the mean and projection computed here
-        raw = torch.cat([nn.functional.normalize(torch.from_numpy(visual), dim=-1),
-                         full["audio_weight"] * nn.functional.normalize(torch.from_numpy(audio), dim=-1)], dim=-1)
+        raw = joint_key(torch.from_numpy(visual), torch.from_numpy(audio), full["audio_weight"])
         mean = raw.mean(0)
         # principal directions by an SVD of the centred keys (float64: 35k x 1,152 is small)
         _, _, directions = torch.linalg.svd((raw - mean).double(), full_matrices=False)
@@ -193,16 +195,13 @@ def attach_memory(model: nn.Module, visual: np.ndarray, audio: np.ndarray, label
         if full["bits"] == 8:
             memory.keys.copy_(quantised.to(torch.int8))
         else:
-            stored = (quantised + 8).to(torch.uint8)
-            if dim % 2:
-                stored = torch.cat([stored, torch.full((len(stored), 1), 8, dtype=torch.uint8)], dim=1)
-            memory.keys.copy_(stored[:, 0::2] | (stored[:, 1::2] << 4))
+            memory.keys.copy_(pack_int4(quantised))
         memory.key_scale.copy_(scale)
         memory.key_norm.copy_(torch.linalg.vector_norm(quantised * scale, dim=-1).clamp_min(1e-12))
         memory.label_offsets.copy_(torch.from_numpy(np.cumsum([0] + [len(lab) for lab in label_lists]).astype(np.int32)))
         memory.label_values.copy_(torch.from_numpy(np.concatenate(label_lists).astype(np.int16)))
     twin = build_model(replace(model.config, memory=full))
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("memory.")}
+    state = network_state(model)
     state.update({f"memory.{k}": v for k, v in memory.state_dict().items()})
     twin.load_state_dict(state, strict=True)
     return twin.eval()
@@ -210,10 +209,10 @@ def attach_memory(model: nn.Module, visual: np.ndarray, audio: np.ndarray, label
 
 def without_memory(model: nn.Module) -> nn.Module:
     """A copy of `model` without its memory (the network alone), in the same train/eval mode."""
-    from vtag.models import build_model
+    from vtag.models import build_model, network_state
 
     plain = build_model(replace(model.config, memory=None))
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("memory.")})
+    plain.load_state_dict(network_state(model))
     return plain.train(model.training)
 
 
@@ -245,8 +244,9 @@ def remember(records, out: str | Path, model=None, dim: int = 1024, bits: int = 
     if model_vocabulary in ("2017", "2018") and len(arrays):
         from vtag.vocab import vocabulary_for
 
-        given = [lab for lab in arrays.labels if lab is not None and len(lab)]
-        records_vocabulary = vocabulary_for(arrays.schema, max(int(lab.max()) for lab in given) if given else None)
+        labelled = [lab for lab in arrays.labels if lab is not None and len(lab)]
+        largest = max(int(lab.max()) for lab in labelled) if labelled else None
+        records_vocabulary = vocabulary_for(arrays.schema, largest)
         if records_vocabulary != model_vocabulary:
             raise VtagError(f"the records use the {records_vocabulary} vocabulary, the model ({directory}) the "
                             f"{model_vocabulary} one: their label numbers mean different classes")

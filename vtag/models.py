@@ -193,19 +193,21 @@ class FusionModel(nn.Module):
     def classify(self, streams: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.classifier(torch.cat(list(streams.values()), dim=-1))
 
-    def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    def network_logits(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         dv, da = self.config.input_dims
         if visual.ndim != 2 or visual.shape[-1] != dv or audio.ndim != 2 or audio.shape[-1] != da:
             raise VtagError(
                 f"model '{self.config.name}' ({self.config.input_spec} inputs) expects visual [B, {dv}] and audio "
                 f"[B, {da}], got {list(visual.shape)} and {list(audio.shape)}: check the input spec"
             )
-        raw_visual, raw_audio = visual, audio
         if self.config.input_norm:
             visual, audio = self.input_norm["visual"](visual), self.input_norm["audio"](audio)
-        logits = self.classify(self.encode(visual, audio))
+        return self.classify(self.encode(visual, audio))
+
+    def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        logits = self.network_logits(visual, audio)
         if self.config.memory is not None and not self.training:
-            logits = self.memory.blend(raw_visual, raw_audio, logits)
+            logits = self.memory.blend(visual, audio, logits)
         return logits
 
 
@@ -469,11 +471,13 @@ class Ensemble(FusionModel):
         single = replace(config, members=1, memory=None)
         self.members = nn.ModuleList(MODELS[config.name].build(single) for _ in range(config.members))
 
-    def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        logits = torch.stack([member(visual, audio) for member in self.members]).mean(0)
-        if self.config.memory is not None and not self.training:
-            logits = self.memory.blend(visual, audio, logits)
-        return logits
+    def network_logits(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(visual, audio) for member in self.members]).mean(0)
+
+
+def network_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict without its neighbour memory's buffers."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("memory.")}
 
 
 def build_model(config: ModelConfig) -> FusionModel:
@@ -487,16 +491,16 @@ def ensemble_of(models: list[nn.Module]) -> FusionModel:
     if len(models) < 2:
         raise VtagError("an ensemble needs at least two models")
     configs = [replace(m.config, dropout=0.0, memory=None) for m in models]  # dropout: inactive in eval
-    nested = [c.name for c, m in zip(configs, models) if m.config.members > 1]
-    if nested:
+    if any(m.config.members > 1 for m in models):
         raise VtagError("one of the models is an ensemble already; list its members' folders instead")
+    first = configs[0].to_dict()
     for index, config in enumerate(configs[1:], start=2):
         if config != configs[0]:
-            differ = sorted(k for k, v in config.to_dict().items() if configs[0].to_dict()[k] != v)
+            differ = sorted(k for k, v in config.to_dict().items() if first[k] != v)
             raise VtagError(f"model {index} differs from model 1 in {', '.join(differ)}: an ensemble needs one architecture")
     ensemble = build_model(replace(models[0].config, memory=None, members=len(models)))
     for member, model in zip(ensemble.members, models):
-        member.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("memory.")})
+        member.load_state_dict(network_state(model))
     return ensemble.eval()
 
 
@@ -560,17 +564,31 @@ def _is_weight_matrix(key: str, value: torch.Tensor) -> bool:
     return value.is_floating_point() and value.ndim == 2 and value.numel() >= 4096 and not key.startswith("memory.")
 
 
+def pack_int4(values: torch.Tensor) -> torch.Tensor:
+    """Integers in [-7, 7], [N, D] -> uint8 [N, ceil(D / 2)]: two a byte, each + 8 (so 1..15), low
+    nibble first; an odd last column is padded with a zero."""
+    stored = (values + 8).to(torch.uint8)
+    if stored.shape[1] % 2:
+        stored = torch.cat([stored, torch.full((len(stored), 1), 8, dtype=torch.uint8)], dim=1)
+    return stored[:, 0::2] | (stored[:, 1::2] << 4)
+
+
+def unpack_int4(packed: torch.Tensor, columns: int) -> torch.Tensor:
+    """`pack_int4` undone: int8 [N, columns]."""
+    low, high = (packed & 0xF).to(torch.int8) - 8, (packed >> 4).to(torch.int8) - 8
+    return torch.stack([low, high], dim=-1).flatten(1)[:, :columns]
+
+
 def _int4(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(two 4-bit values a byte, +8 so 1..15, low nibble first; a float16 scale per group of 64)."""
+    """(the weights at 4 bits, packed by `pack_int4`; a float16 scale per group of 64 along a row)."""
     rows, cols = value.shape
     groups = value.float().view(rows, cols // INT4_GROUP, INT4_GROUP)
     scale = (groups.abs().amax(-1, keepdim=True).clamp_min(1e-12) / 7).half()
-    stored = (torch.round(groups / scale.float()).clamp(-7, 7) + 8).to(torch.uint8).view(rows, cols)
-    return stored[:, 0::2] | (stored[:, 1::2] << 4), scale.squeeze(-1)
+    return pack_int4(torch.round(groups / scale.float()).clamp(-7, 7).view(rows, cols)), scale.squeeze(-1)
 
 
 def _from_int4(packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    values = torch.stack([(packed & 0xF), (packed >> 4)], dim=-1).flatten(1).float() - 8
+    values = unpack_int4(packed, 2 * packed.shape[1]).float()
     rows, cols = values.shape
     return (values.view(rows, cols // INT4_GROUP, INT4_GROUP) * scale.float()[..., None]).view(rows, cols)
 
