@@ -78,9 +78,9 @@ def make_clip(path: Path, seconds: float, width: int, height: int, fps: int = 25
 
 def reference_networks():
     """The project's networks as they load: unfused, default layout, seeded random weights."""
-    from vtag.features import load_vggish_pca, load_yt8m_pca
-    from vtag.inception import load_inception
-    from vtag.vggish import load_vggish
+    from vtag.features.pca import load_vggish_pca, load_yt8m_pca
+    from vtag.features.inception import load_inception
+    from vtag.features.vggish import load_vggish
 
     return (load_inception(random_weights=True), load_yt8m_pca(random_weights=True),
             load_vggish(random_weights=True), load_vggish_pca(random_weights=True))
@@ -89,8 +89,8 @@ def reference_networks():
 def reference_extract(path: Path, networks, max_frames: int = 300):
     """YT8M's extractor, structurally: every frame decoded and converted to RGB, one kept a second,
     Inception one frame at a time, VGGish one example at a time."""
-    from vtag import media
-    from vtag.vggish import log_mel_examples
+    from vtag.features import media
+    from vtag.features.vggish import log_mel_examples
 
     inception, pca, vggish, vpca = networks
     started = time.perf_counter()
@@ -150,7 +150,7 @@ def inception_throughput(model, batch: int, reps: int = 3) -> float:
 
 CHILD = """
 import json, sys, time
-from vtag.extract import FeatureExtractor
+from vtag.features.extract import FeatureExtractor
 fx = FeatureExtractor(random_weights=True)
 t = time.perf_counter(); f = fx.extract(sys.argv[1]); t = time.perf_counter() - t
 hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))
@@ -177,7 +177,7 @@ def speed_run(tmp: Path, seconds: float, extractor) -> float:
     ref_cpu = time.process_time() - cpu
     assert len(ref_rgb) == features.num_frames
     # Same frames, same weights: the features must agree (only float rounding order differs).
-    from vtag.features import quantize
+    from vtag.features.pca import quantize
 
     rgb_codes_differ = np.mean(quantize(ref_rgb, "round") != features.rgb)
     # Wall time is what a user waits; CPU time (all threads) is steadier on a shared machine.
@@ -223,7 +223,7 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     seconds = args.seconds or (20.0 if args.quick else 120.0)
-    from vtag.extract import FeatureExtractor
+    from vtag.features.extract import FeatureExtractor
 
     print(f"command: {' '.join([Path(sys.executable).name] + sys.argv)}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "

@@ -29,8 +29,8 @@ def rate(net, visual, audio, batch_size: int, repeats: int) -> float:
 
 
 def main() -> None:
-    from vtag.evaluate import load_features
-    from vtag.memory import load_with_and_without_memory
+    from vtag.tasks.evaluate import load_features
+    from vtag.models.attach import load_with_and_without_memory
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(REPO / "weights" / "default"))

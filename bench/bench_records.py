@@ -26,7 +26,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from vtag.records import read_records, read_video_level_arrays  # noqa: E402
+from vtag.io.fast_reader import read_video_level_arrays
+from vtag.io.records import read_records
 
 
 def vtag_arrays(files: list[str]) -> int:

@@ -3,9 +3,9 @@ reference run of the same model in the same process.
 
 For each size (the paper's: hidden 2,048, attention dim 1,024; and a small one), it measures:
 - reference: training steps on tensors already in memory (model compute only);
-- train(): `vtag.train.train` for one epoch on real records, the whole path (reading the records,
+- train(): `vtag.tasks.train.train` for one epoch on real records, the whole path (reading the records,
   building multi-hot targets, the optimizer), examples/s from its own epoch timing and end to end;
-- inference: `vtag.evaluate.predict` records/s (reading + forward) against forward passes alone.
+- inference: `vtag.tasks.evaluate.predict` records/s (reading + forward) against forward passes alone.
 The ratio train()/reference says what the data path costs on top of the model.
 
     .venv/bin/python bench/bench_train.py [--records examples/yt8m-2018-sample.tfrecord] [--device cpu]
@@ -31,8 +31,8 @@ SIZES = {"paper": {}, "small": {"hidden": 256, "attention_dim": 128, "num_heads"
 
 def reference_rate(model, batch_size: int, steps: int, device: str) -> float:
     """Training examples/s on random in-memory tensors: the model's compute alone (with the same
-    autocast as `vtag.train`: bf16 on CUDA)."""
-    from vtag.train import _autocast
+    autocast as `vtag.tasks.train`: bf16 on CUDA)."""
+    from vtag.tasks.train import _autocast
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -70,10 +70,11 @@ def forward_rate(model, batch_size: int, repeats: int, device: str) -> float:
 
 
 def main() -> None:
-    from vtag.evaluate import predict
-    from vtag.models import count_parameters, create_model, save_model
-    from vtag.records import read_video_level_arrays
-    from vtag.train import TrainConfig, train
+    from vtag.tasks.evaluate import predict
+    from vtag.models.registry import count_parameters, create_model
+    from vtag.models.storage import save_model
+    from vtag.io.fast_reader import read_video_level_arrays
+    from vtag.tasks.train import TrainConfig, train
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", nargs="+", default=[str(REPO / "examples" / "yt8m-2018-sample.tfrecord")])
@@ -86,7 +87,7 @@ def main() -> None:
 
     links = tempfile.TemporaryDirectory()
     if args.copies > 1:
-        from vtag.records import expand_paths
+        from vtag.io.paths import expand_paths
 
         originals = expand_paths(args.records)
         args.records = []

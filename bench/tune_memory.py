@@ -20,10 +20,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    from vtag.evaluate import load_features
-    from vtag.metrics import EvaluationMetrics
-    from vtag.memory import load_with_and_without_memory
-    from vtag.records import expand_paths, read_video_level_arrays
+    from vtag.tasks.evaluate import load_features
+    from vtag.tasks.metrics import EvaluationMetrics
+    from vtag.models.attach import load_with_and_without_memory
+    from vtag.io.fast_reader import read_video_level_arrays
+    from vtag.io.paths import expand_paths
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("records", nargs="+", help="held-out labelled records (at least two files)")

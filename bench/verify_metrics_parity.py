@@ -1,4 +1,4 @@
-"""Check vtag.metrics against Google's own metric code (youtube-8m eval_util.py and its two calculators).
+"""Check vtag.tasks.metrics against Google's own metric code (youtube-8m eval_util.py and its two calculators).
 
 Google's files are not part of this repository: fetch eval_util.py, average_precision_calculator.py and
 mean_average_precision_calculator.py from github.com/google/youtube-8m into a folder and pass it. The
@@ -22,7 +22,7 @@ import types
 
 import numpy as np
 
-from vtag.metrics import EvaluationMetrics
+from vtag.tasks.metrics import EvaluationMetrics
 
 
 def load_google(folder: str):
@@ -71,7 +71,7 @@ def random_case(rng: np.random.Generator, videos: int, classes: int):
 
 
 def model_case(records: list[str], model: str | None):
-    from vtag.evaluate import predict
+    from vtag.tasks.evaluate import predict
 
     # float64 as `vtag eval` uses: float32 sigmoid saturates to exactly 1.0 and makes ties
     scores, labels, _ = predict(records, model=model, dtype=np.float64)

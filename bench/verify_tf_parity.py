@@ -30,7 +30,8 @@ try:
 except ImportError:
     sys.exit("TensorFlow is not installed here; run this script from the venv the docstring describes")
 
-from vtag.records import read_audioset_records, read_records, read_video_level_arrays  # noqa: E402
+from vtag.io.fast_reader import read_video_level_arrays
+from vtag.io.records import read_audioset_records, read_records
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:

@@ -26,7 +26,7 @@ from typing import Iterable, Mapping, NamedTuple
 import numpy as np
 
 from vtag.errors import VtagError
-from vtag.fileio import atomic_write_text
+from vtag.io.atomic import atomic_write_text
 
 CACHE_ENV = "VTAG_CACHE"
 _CHUNK = 1 << 20

@@ -1,0 +1,1 @@
+"""Layer 4, what a user asks for: training, metrics and evaluation, classification, batch tagging."""

@@ -1,0 +1,346 @@
+"""`vtag batch`: tag every video or audio file under some folders, resumably.
+
+Decoding runs in worker processes (PyAV releases little of the GIL and a corrupt file can crash
+FFmpeg, so a worker per file stream keeps both speed and isolation). Workers stream sampled frames in
+small chunks and log-mel examples through a bounded queue, so memory does not grow with video length
+or worker count; the main process runs the extractors and the fusion model in batches on one device.
+
+The results file is the only state: one line per finished file, each written with a single
+`os.write` and fsynced, so Ctrl-C or a kill never leaves half a line we would trust. On resume a torn
+tail (a kill mid-write) is cut off, finished files are skipped, failed ones are retried only when asked,
+and their old error lines are removed first, so no file is duplicated or lost.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import queue
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vtag.tasks.classify import MEDIA_SUFFIXES, Tagger, csv_line, prediction_line
+from vtag.io.atomic import atomic_write_text
+from vtag.errors import VtagError
+
+FRAMES_PER_CHUNK = 16
+EXIT_SOME_FAILED = 1
+
+
+@dataclass
+class BatchSummary:
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0  # finished in an earlier run
+    video_seconds: float = 0.0
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def find_media(folders: Iterable[str | Path], recursive: bool = False) -> list[Path]:
+    found: list[Path] = []
+    for raw in folders:
+        root = Path(raw)
+        if root.is_file():
+            found.append(root)
+            continue
+        if not root.is_dir():
+            raise VtagError(f"{root}: no such folder")
+        if recursive:
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                found.extend(Path(dirpath, name) for name in filenames if Path(name).suffix.lower() in MEDIA_SUFFIXES)
+        else:
+            with os.scandir(root) as entries:
+                found.extend(
+                    Path(e.path) for e in entries if e.is_file() and Path(e.name).suffix.lower() in MEDIA_SUFFIXES
+                )
+    return sorted(set(found))
+
+
+class ResultsFile:
+    """Append-only JSONL or CSV results, read back for resuming."""
+
+    CSV_HEADER = ["path", "labels", "error"]
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            self.format = "jsonl"
+        elif suffix == ".csv":
+            self.format = "csv"
+        else:
+            raise VtagError(f"{self.path}: results must be a .jsonl or .csv file")
+
+    def _entries(self) -> list[tuple[str, bool, str]]:
+        """(path, ok, raw line) for each complete line; a torn last line is cut off the file."""
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut != len(data):
+            with open(self.path, "r+b") as f:
+                f.truncate(cut)
+            data = data[:cut]
+        entries = []
+        lines = data.decode("utf-8").splitlines(keepends=True)
+        if self.format == "jsonl":
+            for number, line in enumerate(lines, 1):
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    raise VtagError(f"{self.path}: line {number} is not JSON: not a vtag results file?") from None
+                entries.append((entry["path"], "error" not in entry, line))
+        else:
+            import csv
+
+            for row, line in zip(csv.reader(lines), lines):
+                if row == self.CSV_HEADER:
+                    continue
+                entries.append((row[0], not row[2], line))
+        return entries
+
+    def prepare(self, retry_failed: bool) -> tuple[set[str], set[str]]:
+        """Returns (finished, failed) paths of earlier runs; with retry_failed, failed lines are removed
+        (atomically) so the retry's line is the only one for that file."""
+        entries = self._entries()
+        finished = {p for p, ok, _ in entries if ok}
+        failed = {p for p, ok, _ in entries if not ok} - finished
+        if retry_failed and failed:
+            keep = [line for p, _, line in entries if p not in failed]
+            header = [csv_line(self.CSV_HEADER)] if self.format == "csv" else []
+            atomic_write_text(self.path, header + keep)
+            failed = set()
+        if self.format == "csv" and not self.path.exists():
+            atomic_write_text(self.path, [csv_line(self.CSV_HEADER)])
+        return finished, failed
+
+    def append(self, line: str) -> None:
+        data = line.encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            # One write call per line: appends of this size are not interleaved or split by a signal.
+            written = os.write(fd, data)
+            if written != len(data):
+                raise VtagError(f"{self.path}: short write ({written} of {len(data)} bytes): disk full?")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ---- decoding workers -----------------------------------------------------------------------------
+
+
+def decode_messages(index: int, path: str, max_frames: int):
+    """The messages a worker sends for one file: frame chunks, then log-mel examples, then done."""
+    from vtag.features import media
+    from vtag.features.vggish import log_mel_examples
+
+    info = media.probe(path)
+    chunk: list[np.ndarray] = []
+    if info.has_video:
+        for frame in media.sample_frames(path, max_frames=max_frames):
+            chunk.append(frame)
+            if len(chunk) == FRAMES_PER_CHUNK:
+                yield ("frames", index, np.stack(chunk))
+                chunk = []
+        if chunk:
+            yield ("frames", index, np.stack(chunk))
+    if info.has_audio:
+        waveform = media.read_audio(path)
+        yield ("audio", index, log_mel_examples(waveform))
+    yield ("done", index, (info.has_video, info.has_audio, info.duration_s))
+
+
+def _safe_messages(index: int, path: str, max_frames: int):
+    try:
+        yield from decode_messages(index, path, max_frames)
+    except VtagError as exc:
+        yield ("error", index, str(exc))
+    except Exception as exc:  # a decoder bug must cost one file, not the batch
+        yield ("error", index, f"{path}: {type(exc).__name__}: {exc}")
+
+
+def _worker_main(tasks, results, max_frames: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    while (task := tasks.get()) is not None:
+        index, path = task
+        results.put(("start", index, os.getpid()))
+        for message in _safe_messages(index, path, max_frames):
+            results.put(message)
+
+
+# ---- the batch ------------------------------------------------------------------------------------
+
+
+class _Assembler:
+    """Collects one file's frames and audio, runs the extractors on them, tags the result."""
+
+    def __init__(self, tagger: Tagger, top_k: int):
+        self.tagger, self.top_k = tagger, top_k
+        self.visual: dict[int, list[np.ndarray]] = {}
+        self.audio: dict[int, np.ndarray] = {}
+
+    def frames(self, index: int, frames: np.ndarray) -> None:
+        self.visual.setdefault(index, []).append(self.tagger.extractor.visual_features(frames))
+
+    def log_mel(self, index: int, examples: np.ndarray) -> None:
+        self.audio[index] = self.tagger.extractor.audio_features(examples)
+
+    def finish(self, index: int, path: str, has: tuple[bool, bool, float]):
+        has_video, has_audio, duration = has
+        chunks = self.visual.pop(index, [])
+        visual = np.concatenate(chunks) if chunks else None
+        audio = self.audio.pop(index, None)
+        features = self.tagger.extractor.assemble(Path(path).stem, visual, audio, duration)
+        return self.tagger.classify_features(features, self.top_k, path, path), duration
+
+    def drop(self, index: int) -> None:
+        self.visual.pop(index, None)
+        self.audio.pop(index, None)
+
+
+def run_batch(
+    folders: Iterable[str | Path],
+    output: str | Path,
+    recursive: bool = False,
+    workers: int = 2,
+    model: str | Path | None = None,
+    device: str = "auto",
+    random_weights: bool = False,
+    retry_failed: bool = False,
+    top_k: int = 5,
+    max_frames: int = 300,
+    on_file: Callable[[str, str | None, BatchSummary], None] | None = None,
+    on_start: Callable[[BatchSummary], None] | None = None,
+) -> BatchSummary:
+    """Tag every media file under `folders` into `output`; returns counts. `on_file(path, error,
+    summary)` is called after each file (for progress display)."""
+    results = ResultsFile(output)
+    files = find_media(folders, recursive)
+    if not files:
+        raise VtagError(f"no video or audio files found in {', '.join(map(str, folders))}" + ("" if recursive else " (add --recursive for subfolders)"))
+    tagger = Tagger(model, device=device, random_weights=random_weights)
+    tagger.extractor  # load (or fail on missing weights) before any worker starts
+    finished, failed_before = results.prepare(retry_failed)
+    todo = [str(p) for p in files if str(p) not in finished and str(p) not in failed_before]
+    summary = BatchSummary(total=len(files), skipped=len(files) - len(todo))
+    if on_start:
+        on_start(summary)
+    started = time.perf_counter()
+    assembler = _Assembler(tagger, top_k)
+
+    inference_errors: dict[int, str] = {}  # a file whose frames broke the model fails alone
+
+    def handle(message, current: dict) -> None:
+        kind, index = message[0], message[1]
+        path = todo[index]
+        if kind == "start":
+            current[message[2]] = index
+        elif kind in ("frames", "audio"):
+            if index in inference_errors:
+                return
+            try:
+                (assembler.frames if kind == "frames" else assembler.log_mel)(index, message[2])
+            except Exception as exc:  # e.g. out of memory on one huge video: that file fails, not the batch
+                inference_errors[index] = str(exc) if isinstance(exc, VtagError) else f"{path}: {type(exc).__name__}: {exc}"
+        elif kind in ("done", "error"):
+            error = inference_errors.pop(index, None) or (message[2] if kind == "error" else None)
+            prediction = None
+            if error is None:
+                try:
+                    prediction, duration = assembler.finish(index, path, message[2])
+                    summary.video_seconds += duration
+                except VtagError as exc:
+                    error = str(exc)
+            assembler.drop(index)
+            record(path, prediction, error)
+            for pid, i in list(current.items()):
+                if i == index:
+                    del current[pid]
+
+    def record(path: str, prediction, error: str | None) -> None:
+        results.append(prediction_line(prediction, path, error, results.format))
+        if error is None:
+            summary.done += 1
+        else:
+            summary.failed += 1
+            summary.failures.append((path, error))
+        if on_file:
+            on_file(path, error, summary)
+
+    try:
+        if workers <= 0:
+            current: dict = {}
+            for index, path in enumerate(todo):
+                for message in _safe_messages(index, path, max_frames):
+                    handle(message, current)
+        else:
+            _run_with_workers(todo, workers, max_frames, handle, record)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
+
+
+def _run_with_workers(todo: list[str], workers: int, max_frames: int, handle, record) -> None:
+    ctx = mp.get_context("spawn")  # fork after torch's thread pools start is unsafe
+    tasks = ctx.Queue()
+    results = ctx.Queue(maxsize=2 * workers + 2)  # bounded: decoders wait for the model, memory stays flat
+    for item in enumerate(todo):
+        tasks.put(item)
+    workers = min(workers, len(todo))
+    for _ in range(workers):
+        tasks.put(None)
+
+    def spawn():
+        p = ctx.Process(target=_worker_main, args=(tasks, results, max_frames), daemon=True)
+        p.start()
+        return p
+
+    procs = [spawn() for _ in range(workers)]
+    current: dict[int, int] = {}  # worker pid -> index of the file it is decoding
+    remaining = len(todo)
+    closed: set[int] = set()
+    try:
+        while remaining:
+            try:
+                message = results.get(timeout=0.5)
+            except queue.Empty:
+                message = None
+            if message is not None:
+                handle(message, current)
+                if message[0] in ("done", "error"):
+                    remaining -= 1
+                    closed.add(message[1])
+                continue
+            for i, p in enumerate(procs):
+                if p.exitcode is None or p.exitcode == 0:
+                    continue
+                index = current.pop(p.pid, None)
+                if index is None:
+                    raise RuntimeError(f"a decoding worker exited with code {p.exitcode} before taking a file")
+                if index not in closed:
+                    # FFmpeg crashed the process: that file fails, a fresh worker takes its place (and
+                    # the end-of-work marker the dead one never read).
+                    record(todo[index], None, f"{todo[index]}: the decoder crashed (exit code {p.exitcode})")
+                    closed.add(index)
+                    remaining -= 1
+                procs[i] = spawn()
+            if all(p.exitcode == 0 for p in procs) and remaining:
+                raise RuntimeError(f"{remaining} files were never reported by the decoding workers")
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=5)

@@ -1,0 +1,59 @@
+"""Training checkpoints: folders written beside their target and swapped in by rename, so a crash
+leaves the old checkpoint or the new one, never half of one; optimizer state as safetensors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+STATE_FILE = "state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+
+
+def write_checkpoint(target: Path, write: Callable[[Path], None]) -> None:
+    """Write a checkpoint folder next to `target`, then swap it in: a crash leaves the old or the new
+    folder, never half of one (`target.old` is the fallback while the swap runs)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
+        old = target.with_name(target.name + ".old")
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    state = optimizer.state_dict()
+    tensors = {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            value = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
+    return tensors, state["param_groups"]
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
+    per_param: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            per_param.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": per_param, "param_groups": groups})
+
+
+def find_checkpoint(out_dir: Path) -> Path | None:
+    for candidate in (out_dir / "last", out_dir / "last.old"):
+        if (candidate / STATE_FILE).is_file():
+            return candidate
+    return None

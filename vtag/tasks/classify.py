@@ -1,0 +1,201 @@
+"""Tagging: videos, audio files and YouTube-8M record files in, top labels out.
+
+`Tagger` pairs a fusion model with its vocabulary (and, lazily, the feature extractors, so tagging
+records needs no extractor weights). `classify_paths` tags inputs one by one; `run_batch` tags whole
+folders, resumably, with decoding in worker processes (see `vtag.tasks.batch`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vtag.errors import VtagError
+
+RECORD_SUFFIXES = {".tfrecord", ".tfrec", ".record", ".tfrecords"}
+MEDIA_SUFFIXES = {
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".wmv", ".mpg", ".mpeg", ".ts", ".mts",
+    ".3gp", ".ogv", ".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma",
+}
+
+
+@dataclass
+class LabelScore:
+    id: int
+    name: str
+    score: float
+    vertical: str | None = None
+
+
+@dataclass
+class Prediction:
+    source: str  # the media file's path, or the record's id for record inputs
+    labels: list[LabelScore]
+    model: str
+    path: str = ""  # the file the prediction came from
+    missing: list[str] = field(default_factory=list)  # "audio" and/or "video"
+    random_weights: bool = False
+
+    def to_json(self) -> dict:
+        out = {
+            "source": self.source,
+            "path": self.path,
+            "model": self.model,
+            "labels": [asdict(label) for label in self.labels],
+            "missing": self.missing,
+        }
+        if self.random_weights:
+            out["random_weights"] = True
+            out["warning"] = "features from randomly initialised extractors: labels are not meaningful"
+        return out
+
+
+class Tagger:
+    """A trained fusion model with its vocabulary, ready to score pooled features."""
+
+    def __init__(self, model: str | Path | None = None, device: str = "auto", random_weights: bool = False):
+        from vtag.tasks.evaluate import load_for_evaluation
+        from vtag.devices import resolve_device
+        from vtag.io.vocab import load_vocabulary
+
+        self.device = resolve_device(device)
+        self.model, meta, self.model_dir = load_for_evaluation(model, self.device)
+        self.model_name = meta.get("name") or self.model.config.name
+        self.input_spec = self.model.config.input_spec
+        vocab_ref = meta.get("vocabulary", "2018")
+        self.vocabulary = load_vocabulary(str(vocab_ref))
+        if len(self.vocabulary) != self.model.config.num_classes:
+            raise VtagError(
+                f"{self.model_dir}: the model predicts {self.model.config.num_classes} classes but its "
+                f"vocabulary '{vocab_ref}' has {len(self.vocabulary)}"
+            )
+        self.random_weights = random_weights
+        self._extractor = None
+
+    @property
+    def extractor(self):
+        if self._extractor is None:
+            from vtag.features.extract import FeatureExtractor
+
+            self._extractor = FeatureExtractor(random_weights=self.random_weights, device=self.device)
+        return self._extractor
+
+    def scores(self, visual: np.ndarray, audio: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Sigmoid scores [N, classes], in float64 as `vtag eval` computes them (so confident labels
+        do not all tie at 1.0)."""
+        from vtag.tasks.evaluate import score_batches
+
+        batches = [b for _, b in score_batches(self.model, visual, audio, batch_size, self.device, np.float64)]
+        return np.concatenate(batches) if batches else np.zeros((0, len(self.vocabulary)))
+
+    def top_labels(self, scores: np.ndarray, k: int) -> list[LabelScore]:
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        vocab = self.vocabulary
+        return [LabelScore(int(i), vocab.name(int(i)), float(scores[i]), vocab.vertical(int(i)) or None) for i in top]
+
+    def pool(self, features) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled (visual, audio) vectors of one extracted video in this model's input spec."""
+        from vtag.features.extract import pooled
+
+        return pooled(features, self.input_spec)
+
+    def classify_features(self, features, k: int, source: str, path: str) -> Prediction:
+        visual, audio = self.pool(features)
+        scores = self.scores(visual[None], audio[None])[0]
+        missing = [m for m, has in (("video", features.has_video), ("audio", features.has_audio)) if not has]
+        return Prediction(source, self.top_labels(scores, k), self.model_name, path, missing, self.random_weights)
+
+
+def is_record_file(path: Path) -> bool:
+    return path.suffix.lower() in RECORD_SUFFIXES
+
+
+def classify_records(tagger: Tagger, path: Path, top_k: int, skip_bad: bool = False) -> Iterator[Prediction]:
+    from vtag.io.records import pool_frames, read_records
+
+    batch: list = []
+
+    def flush():
+        visual = np.stack([v for _, v, _ in batch])
+        audio = np.stack([a for _, _, a in batch])
+        for (rid, _, _), scores in zip(batch, tagger.scores(visual, audio)):
+            yield Prediction(rid, tagger.top_labels(scores, top_k), tagger.model_name, str(path))
+        batch.clear()
+
+    for record in read_records([path], skip_bad=skip_bad):
+        if record.rgb.ndim == 2:  # frame-level: pool the per-second features like the model expects
+            visual, audio = pool_frames(record.rgb, record.audio, tagger.input_spec)
+        elif tagger.input_spec != "mean":
+            raise VtagError(
+                f"{path}: video-level records hold means only, but the model wants '{tagger.input_spec}' "
+                "inputs: use a model trained on mean inputs"
+            )
+        else:
+            visual, audio = record.rgb, record.audio
+        batch.append((record.id, visual, audio))
+        if len(batch) == 512:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
+def classify_paths(
+    inputs: Iterable[str | Path],
+    model: str | Path | None = None,
+    top_k: int = 5,
+    device: str = "auto",
+    random_weights: bool = False,
+    skip_bad: bool = False,
+    tagger: Tagger | None = None,
+) -> Iterator[Prediction]:
+    """Tag each input: every record of a record file, or a whole media file. Raises VtagError on the
+    first input that cannot be read; `run_batch` is the tool for many files that must not stop."""
+    paths = [Path(raw) for raw in inputs]
+    for path in paths:  # before loading anything: a typo should not cost a model load
+        if not path.exists():
+            raise VtagError(f"{path}: no such file")
+        if path.is_dir():
+            raise VtagError(f"{path} is a folder: use `vtag batch {path}` to tag every video in it")
+    tagger = tagger or Tagger(model, device=device, random_weights=random_weights)
+    for path in paths:
+        if is_record_file(path):
+            yield from classify_records(tagger, path, top_k, skip_bad)
+        else:
+            features = tagger.extractor.extract(path)
+            yield tagger.classify_features(features, top_k, str(path), str(path))
+
+
+def kaggle_rows(predictions: Iterable[Prediction]) -> Iterator[str]:
+    """Google's YT8M submission format: `VideoId,LabelConfidencePairs`, pairs by descending score."""
+    yield "VideoId,LabelConfidencePairs\n"
+    for p in predictions:
+        pairs = " ".join(f"{label.id} {label.score:.6f}" for label in p.labels)
+        video_id = p.source if p.source != p.path else Path(p.path).stem
+        yield f"{video_id},{pairs}\n"
+
+
+def csv_line(values: list) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+def prediction_line(prediction: Prediction | None, path: str, error: str | None, fmt: str) -> str:
+    """One output line of `vtag batch` for one file: JSONL or CSV."""
+    if fmt == "jsonl":
+        if error is not None:
+            return json.dumps({"path": path, "error": error}, ensure_ascii=False) + "\n"
+        entry = {"path": path, **{k: v for k, v in prediction.to_json().items() if k not in ("source", "path")}}
+        return json.dumps(entry, ensure_ascii=False) + "\n"
+    if error is not None:
+        return csv_line([path, "", error])
+    labels = "; ".join(f"{label.name} ({label.id})={label.score:.4f}" for label in prediction.labels)
+    return csv_line([path, labels, ""])
