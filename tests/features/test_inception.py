@@ -225,10 +225,11 @@ def test_golden_pool3_features(shared_data):
     path = weights.weight_path(WEIGHT_FILE, required=False)
     if path is None:
         pytest.skip(f"official {WEIGHT_FILE} not in the weight cache (vtag weights pull)")
-    from torchvision.io import decode_jpeg, read_file
+    from vtag.still import read_image
 
-    image = decode_jpeg(read_file(str(shared_data / "golden" / "AO7u7fwGzJQ_at_second_0.jpg")))
-    frame = image.permute(1, 2, 0)[None]  # [1, H, W, 3] uint8 RGB
+    # Decoded by PIL, as the upstream test does (FFmpeg's JPEG chroma upsampling differs).
+    image = read_image(shared_data / "golden" / "AO7u7fwGzJQ_at_second_0.jpg")
+    frame = torch.from_numpy(image.copy())[None]  # [1, H, W, 3] uint8 RGB
     expected = np.array(json.loads((shared_data / "golden" / "AO7u7fwGzJQ_at_second_0_feats.json").read_text()))
     with torch.inference_mode():
         got = load_inception()(frame)[0].numpy()

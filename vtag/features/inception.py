@@ -72,10 +72,12 @@ def tf1_resize_bilinear(images: Tensor, size: int = INPUT_SIZE) -> Tensor:
     _, _, height, width = images.shape
     lo_r, hi_r, w_r = (t.to(images.device) for t in _tf1_taps_tensors(height, size))
     lo_c, hi_c, w_c = (t.to(images.device) for t in _tf1_taps_tensors(width, size))
-    top, bottom = images[:, :, lo_r].to(torch.float32), images[:, :, hi_r].to(torch.float32)
-    rows = top + (bottom - top) * w_r[:, None]  # [B, C, size, W]
-    left, right = rows[..., lo_c], rows[..., hi_c]
-    return left + (right - left) * w_c
+    # Along x first, then y, as TensorFlow's kernel does (top and bottom lerps, then between them):
+    # the same taps in the other order round differently in float32.
+    left, right = images[..., lo_c].to(torch.float32), images[..., hi_c].to(torch.float32)
+    columns = left + (right - left) * w_c  # [B, C, H, size]
+    top, bottom = columns[:, :, lo_r], columns[:, :, hi_r]
+    return top + (bottom - top) * w_r[:, None]
 
 
 # ---- network --------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Decoding with PyAV: YT8M's frame sampling and 16 kHz mono audio.
+"""Decoding with PyAV: YT8M's frame sampling and 16 kHz mono audio (AudioSet's downmix and resampler).
 
 Frame sampling reproduces Google's `extract_tfrecords_main.frame_iterator`, which drove OpenCV:
 
@@ -32,7 +32,9 @@ from typing import Iterator
 import av
 import numpy as np
 
+from vtag.audio_mix import MonoResampler
 from vtag.errors import VtagError
+from vtag.still import is_still_image, read_image
 
 YT8M_EVERY_MS = 1000.0
 YT8M_MAX_FRAMES = 300
@@ -226,6 +228,9 @@ def sample_frames_timed(path: str | Path, *, every_ms: float = YT8M_EVERY_MS,
     try:
         if not container.streams.video:
             raise VtagError(f"{path}: has no video track")
+        if is_still_image(container):
+            yield SampledFrame(index=0, time_s=0.0, rgb=read_image(path))
+            return
         stream = container.streams.video[0]
         if threads:
             stream.thread_type = "AUTO"  # frame + slice threads: the decode is the other half of the work
@@ -253,13 +258,17 @@ def sample_frames_timed(path: str | Path, *, every_ms: float = YT8M_EVERY_MS,
 
 def read_audio(path: str | Path, *, rate: int = AUDIO_RATE, max_seconds: float | None = None,
                align_to_video: bool = True) -> np.ndarray:
-    """The first audio track as mono float32 at `rate` Hz (any codec, channel count or rate, through
-    FFmpeg's resampler), at most `max_seconds` long.
+    """The first audio track as mono float64 at `rate` Hz, at most `max_seconds` long, made the way
+    AudioSet's `vggish_input` makes it: decoded at the source rate with every channel, averaged
+    to mono in float64 (`np.mean` over channels; no downmix matrix), then resampled with resampy's
+    `kaiser_best` filter (`vtag.resample`). Source audio at `rate` is not resampled, so it gives
+    exactly the reference's samples for any channel count.
 
     With `align_to_video`, sample 0 is the video stream's start (the time frame sampling counts
     from), so audio second t pairs with visual second t: audio that starts late is preceded by
-    silence and audio before the video's start is dropped. Raises VtagError when the file has no
-    audio track or the audio cannot be decoded."""
+    silence and audio before the video's start is dropped. Only as much is decoded as
+    `max_seconds` needs (plus the filter's reach). Raises VtagError when the file has no audio
+    track or the audio cannot be decoded."""
     container = _open(path)
     limit = None if max_seconds is None else int(math.ceil(max_seconds * rate))
     try:
@@ -271,9 +280,7 @@ def read_audio(path: str | Path, *, rate: int = AUDIO_RATE, max_seconds: float |
         if align_to_video and container.streams.video:
             vs = container.streams.video[0]
             origin_s = float((vs.start_time or 0) * vs.time_base) if vs.time_base else 0.0
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        chunks: list[np.ndarray] = []
-        have = 0
+        mono = MonoResampler(rate)
         lead = None  # samples of silence to prepend (>0) or to drop (<0)
         try:
             for frame in container.decode(stream):
@@ -281,23 +288,17 @@ def read_audio(path: str | Path, *, rate: int = AUDIO_RATE, max_seconds: float |
                     first_s = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
                     lead = round((first_s - origin_s) * rate) if origin_s is not None else 0
                     if lead > 0:
-                        chunks.append(np.zeros(lead, np.float32))
-                        have += lead
-                for out in resampler.resample(frame):
-                    samples = out.to_ndarray().reshape(-1)
-                    chunks.append(samples)
-                    have += samples.size
-                if limit is not None and have >= limit - min(lead or 0, 0):
+                        mono.pad(lead)
+                mono.push(frame)
+                if limit is not None and mono.final_samples >= limit - min(lead or 0, 0):
                     break
             else:
-                for out in resampler.resample(None):
-                    samples = out.to_ndarray().reshape(-1)
-                    chunks.append(samples)
+                mono.finish()
         except av.FFmpegError as exc:
             raise _decode_error(path, exc, "audio") from None
     finally:
         container.close()
-    wave = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    wave = mono.samples()
     if lead is not None and lead < 0:
         wave = wave[-lead:]
     return wave[:limit] if limit is not None else wave

@@ -160,14 +160,16 @@ class VGGishPCA:
 def quantize(features: np.ndarray, mode: str = "round") -> np.ndarray:
     """Float features -> uint8 codes over [-2, 2].
 
-    "round" is YouTube-8M's quantizer (`int(round(x))`; here ties go to even, and exact ties do not
-    occur with float features); "truncate" is AudioSet's VGGish postprocessor (`astype(uint8)`), on
-    average half a step lower.
+    "round" is YouTube-8M's quantizer: `(clip(x) + 2) * 63.75` in float32, rounded half away from
+    zero as Python 2's `round` did (`vtag.records.quantize_floats`); "truncate" is AudioSet's VGGish
+    postprocessor (`astype(uint8)`), on average half a step lower.
     """
+    if mode == "round":
+        from vtag.records import quantize_floats
+
+        return quantize_floats(features)
     scaled = (np.clip(np.asarray(features, dtype=np.float64), QUANT_MIN, QUANT_MAX) - QUANT_MIN) * (
         255.0 / (QUANT_MAX - QUANT_MIN))
-    if mode == "round":
-        return np.rint(scaled).astype(np.uint8)
     if mode == "truncate":
         return scaled.astype(np.uint8)
     raise ValueError(f"quantize mode must be 'round' or 'truncate', not {mode!r}")

@@ -48,9 +48,13 @@ def dequantize_bytes(q: np.ndarray) -> np.ndarray:
 
 
 def quantize_floats(x: np.ndarray) -> np.ndarray:
-    """float -> uint8: clip to [-2, 2], round((x + 2) * 255 / 4)."""
-    x = np.clip(np.asarray(x, dtype=np.float64), -2.0, 2.0)
-    return np.round((x + 2.0) * (255.0 / 4.0)).astype(np.uint8)
+    """float -> uint8 as YouTube-8M's extractor (`extract_tfrecords_main.quantize`) does it:
+    `(clip(x, -2, 2) + 2) * 63.75` in float32, then Python 2's `int(round(v))`, which rounds
+    halves away from zero (not to even). The float32 products are exact in float64, where
+    `floor(v + 0.5)` is that rounding for v >= 0."""
+    scaled = (np.clip(np.asarray(x, dtype=np.float32), np.float32(-2.0), np.float32(2.0)) + np.float32(2.0)) \
+        * np.float32(63.75)
+    return np.floor(scaled.astype(np.float64) + 0.5).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------------
