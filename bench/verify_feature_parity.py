@@ -166,7 +166,10 @@ def _write_wav(path: Path, data, rate: int, codec: str) -> Path:
                 array = np.clip(np.round(array * 32767), -32768, 32767).astype(np.int16)
             else:
                 array = array.astype(np.float32)
-            frame = av.AudioFrame.from_ndarray(array, format=fmt, layout=layout)
+            # plane by plane: PyAV's from_ndarray trips over 8-channel planar frames
+            frame = av.AudioFrame(format=fmt, layout=layout, samples=len(chunk))
+            for i, row in enumerate(array):
+                np.frombuffer(frame.planes[i], dtype=array.dtype, count=row.size)[:] = row
             frame.sample_rate = rate
             frame.pts = start
             frame.time_base = Fraction(1, rate)
@@ -206,11 +209,12 @@ def _reference_decode(path: Path):
     with av.open(str(path)) as container:
         for frame in container.decode(container.streams.audio[0]):
             rate = frame.sample_rate
-            array = frame.to_ndarray()
-            if frame.format.is_planar:
-                array = array.T
+            channels = len(frame.layout.channels)
+            dtype = {"s16": np.int16, "flt": np.float32, "s32": np.int32, "dbl": np.float64}[frame.format.name.rstrip("p")]
+            if frame.format.is_planar:  # (PyAV's to_ndarray reads one plane too many at 8 channels)
+                array = np.stack([np.frombuffer(frame.planes[c], dtype, count=frame.samples) for c in range(channels)], 1)
             else:
-                array = array.reshape(-1, len(frame.layout.channels))
+                array = np.frombuffer(frame.planes[0], dtype, count=frame.samples * channels).reshape(-1, channels)
             if frame.format.name.startswith("s16"):
                 array = array / 32768.0
             parts.append(array.astype(np.float64))
@@ -245,6 +249,8 @@ def stage_audio(ctx: Context) -> list[Case]:
                                                                     _test_signal(3.3, 16000, channels), 16000, "pcm_s16le"), True))
     sources.append(("16 kHz 2 ch float WAV", _write_wav(ctx.tmp / "a16_f32.wav", _test_signal(3.3, 16000, 2), 16000, "pcm_f32le"), True))
     sources.append(("16 kHz 6 ch AAC (float planar)", _write_wav(ctx.tmp / "a16_6.mp4", _test_signal(3.3, 16000, 6), 16000, "aac"), True))
+    sources.append(("16 kHz 8 ch AAC (float planar)", _write_wav(ctx.tmp / "a16_8.mp4", _test_signal(3.3, 16000, 8), 16000, "aac"), True))
+    sources.append(("48 kHz 8 ch AAC (float planar)", _write_wav(ctx.tmp / "a48_8.mp4", _test_signal(3.3, 48000, 8), 48000, "aac"), False))
     sources.append(("44.1 kHz 8 ch s16 WAV", _write_wav(ctx.tmp / "a44_8.wav", _test_signal(3.3, 44100, 8), 44100, "pcm_s16le"), False))
     if ctx.data is not None:
         sources.append(("bigbuckbunny.mp4 48 kHz 5.1 AAC", ctx.data / "media" / "bigbuckbunny.mp4", False))

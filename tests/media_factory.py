@@ -105,7 +105,7 @@ def make_media(
         if audio:
             codec = audio_codec or DEFAULT_AUDIO_CODEC.get(suffix, "aac")
             astream = container.add_stream(codec, rate=audio_rate)
-            astream.layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(audio_channels, f"{audio_channels}c")
+            astream.layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(audio_channels, f"{audio_channels}c")
 
         tone = None
         if astream is not None:
@@ -149,7 +149,10 @@ class _ToneWriter:
             # Each channel gets its own amplitude so a downmix is distinguishable from one channel.
             planes = np.stack([0.5 / (c + 1) * np.sin(2 * np.pi * self.tone_hz * ts)
                                for c in range(self.channels)]).astype(np.float32)
-            frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=self.stream.layout.name)
+            # Plane by plane: PyAV's from_ndarray trips over 8-channel planar frames.
+            frame = av.AudioFrame(format="fltp", layout=self.stream.layout.name, samples=n)
+            for c in range(self.channels):
+                np.frombuffer(frame.planes[c], dtype=np.float32, count=n)[:] = planes[c]
             frame.sample_rate = self.rate
             frame.pts = self.written + self.offset
             frame.time_base = Fraction(1, self.rate)

@@ -19,16 +19,22 @@ _INTEGER_SCALE = {"u8": (128.0, 1 / 128.0), "s16": (0.0, 1 / 32768.0), "s32": (0
                   "s64": (0.0, 1 / 2.0 ** 63)}
 
 
+_DTYPES = {"u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int64, "flt": np.float32, "dbl": np.float64}
+
+
 def frame_channels(frame) -> np.ndarray:
     """One PyAV AudioFrame -> float64 [samples, channels], C-contiguous (the layout of
     `wavfile.read`, so the channel mean sums in the same order as the reference)."""
-    data = frame.to_ndarray()
     channels = len(frame.layout.channels)
-    if frame.format.is_planar:
-        data = data.T  # [channels, samples] -> [samples, channels]
-    else:
-        data = data.reshape(-1, channels)  # interleaved
     name = frame.format.name.rstrip("p")
+    dtype = _DTYPES[name]
+    count = frame.samples
+    # Plane buffers are read directly: PyAV 18's `to_ndarray` walks one plane too many on 8-channel
+    # planar frames (7.1 AAC, Opus) and crashes. Buffers may be padded past the last sample.
+    if frame.format.is_planar:
+        data = np.stack([np.frombuffer(frame.planes[c], dtype=dtype, count=count) for c in range(channels)], axis=1)
+    else:
+        data = np.frombuffer(frame.planes[0], dtype=dtype, count=count * channels).reshape(count, channels)
     if name in _INTEGER_SCALE:
         offset, scale = _INTEGER_SCALE[name]
         data = data.astype(np.float64)
