@@ -22,39 +22,60 @@ _INTEGER_SCALE = {"u8": (128.0, 1 / 128.0), "s16": (0.0, 1 / 32768.0), "s32": (0
 _DTYPES = {"u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int64, "flt": np.float32, "dbl": np.float64}
 
 
-def frame_channels(frame) -> np.ndarray:
-    """One PyAV AudioFrame -> float64 [samples, channels], C-contiguous (the layout of
-    `wavfile.read`, so the channel mean sums in the same order as the reference)."""
+def _frame_samples(frame) -> tuple[str, list[np.ndarray]]:
+    """(sample format without the planar 'p', one array per plane) straight from the frame's
+    buffers. PyAV 18's `to_ndarray` walks one plane too many on 8-channel planar frames (7.1 AAC,
+    Opus) and crashes; plane buffers may also be padded past the last sample."""
     channels = len(frame.layout.channels)
     name = frame.format.name.rstrip("p")
     dtype = _DTYPES[name]
-    count = frame.samples
-    # Plane buffers are read directly: PyAV 18's `to_ndarray` walks one plane too many on 8-channel
-    # planar frames (7.1 AAC, Opus) and crashes. Buffers may be padded past the last sample.
     if frame.format.is_planar:
-        data = np.stack([np.frombuffer(frame.planes[c], dtype=dtype, count=count) for c in range(channels)], axis=1)
-    else:
-        data = np.frombuffer(frame.planes[0], dtype=dtype, count=count * channels).reshape(count, channels)
+        return name, [np.frombuffer(frame.planes[c], dtype=dtype, count=frame.samples) for c in range(channels)]
+    return name, [np.frombuffer(frame.planes[0], dtype=dtype, count=frame.samples * channels)]
+
+
+def _to_float(name: str, data: np.ndarray) -> np.ndarray:
     if name in _INTEGER_SCALE:
         offset, scale = _INTEGER_SCALE[name]
         data = data.astype(np.float64)
         if offset:
             data -= offset
         data *= scale
-        return np.ascontiguousarray(data)
-    return np.ascontiguousarray(data, dtype=np.float64)
+        return data
+    return data.astype(np.float64)
+
+
+def _interleave(planar: bool, channels: int, planes: list[list[np.ndarray]]) -> np.ndarray:
+    """Per-plane lists of chunks -> [samples, channels], C-contiguous (the layout of
+    `wavfile.read`, so the channel mean sums in the same order as the reference)."""
+    if planar:
+        return np.stack([np.concatenate(chunks) for chunks in planes], axis=1)
+    return np.concatenate(planes[0]).reshape(-1, channels)
+
+
+def frame_channels(frame) -> np.ndarray:
+    """One PyAV AudioFrame -> float64 [samples, channels], integers scaled to [-1, 1)."""
+    name, planes = _frame_samples(frame)
+    data = _interleave(frame.format.is_planar, len(frame.layout.channels), [[p] for p in planes])
+    return np.ascontiguousarray(_to_float(name, data))
 
 
 def mix_to_mono(channels: np.ndarray) -> np.ndarray:
     """[samples, channels] -> [samples]: the plain mean, in float64."""
     if channels.shape[1] == 1:
         return channels[:, 0].copy()
+    if channels.shape[1] == 2:
+        # np.mean's sum of two is one addition either way round, then the same division; this
+        # skips NumPy's slow reduction along a 2-long axis (stereo is most files).
+        return (channels[:, 0] + channels[:, 1]) / 2
     return np.mean(channels, axis=1)
 
 
 class MonoResampler:
-    """Collects decoded frames as mono float64 at `rate` Hz. Frames at another rate go through
-    `vtag.resample.Resampler`; a stream that changes rate part-way gets a new resampler from there."""
+    """Collects decoded frames as mono float64 at `rate` Hz. Frames are converted about a second at
+    a time (per-frame NumPy calls would cost more than the arithmetic); frames at another rate go
+    through `vtag.resample.Resampler`; a stream that changes rate, layout or sample format part-way
+    is handled from that frame on."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
@@ -62,6 +83,9 @@ class MonoResampler:
         self._final = 0
         self._resampler: Resampler | None = None
         self._source_rate: int | None = None
+        self._kind: tuple | None = None  # (format name, planar, channels) of the pending frames
+        self._pending: list[list[np.ndarray]] = []
+        self._pending_samples = 0
 
     @property
     def final_samples(self) -> int:
@@ -77,19 +101,42 @@ class MonoResampler:
         self._add(np.zeros(count))
 
     def push(self, frame) -> None:
-        mono = mix_to_mono(frame_channels(frame))
         source_rate = int(frame.sample_rate)
+        name, planes = _frame_samples(frame)
+        kind = (name, frame.format.is_planar, len(frame.layout.channels))
+        if kind != self._kind or source_rate != self._source_rate:
+            self._convert()
+            self._kind = kind
+            self._pending = [[] for _ in planes]
         if source_rate != self._source_rate:
-            self.finish()
+            self._end_resampler()
             self._source_rate = source_rate
             self._resampler = Resampler(source_rate, self.rate) if source_rate != self.rate else None
+        for chunks, plane in zip(self._pending, planes):
+            chunks.append(plane)
+        self._pending_samples += frame.samples
+        if self._pending_samples >= source_rate:
+            self._convert()
+
+    def _convert(self) -> None:
+        if not self._pending_samples:
+            return
+        name, planar, channels = self._kind
+        mono = mix_to_mono(np.ascontiguousarray(_to_float(name, _interleave(planar, channels, self._pending))))
+        self._pending = [[] for _ in self._pending]
+        self._pending_samples = 0
         self._add(self._resampler.push(mono) if self._resampler is not None else mono)
 
-    def finish(self) -> None:
-        """End of the stream: the resampler's last samples (the input padded with zeros)."""
+    def _end_resampler(self) -> None:
         if self._resampler is not None:
             self._add(self._resampler.finish())
             self._resampler = None
 
+    def finish(self) -> None:
+        """End of the stream: the last frames, and the resampler's tail (input padded with zeros)."""
+        self._convert()
+        self._end_resampler()
+
     def samples(self) -> np.ndarray:
+        self._convert()
         return np.concatenate(self._chunks) if self._chunks else np.zeros(0)

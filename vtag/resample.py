@@ -19,7 +19,7 @@ it, the right wing those after it; samples outside the signal count as zero. The
 resampy evaluates that per output sample in a numba loop. Here the same sums are grouped by phase:
 with `g = gcd(rate_in, rate_out)` the fractional position repeats every `up = rate_out / g` outputs,
 during which the input advances `down = rate_in / g` samples, so each phase's weights are computed
-once and applied to the whole signal as a strided convolution (float64). The phase positions come
+once and applied to the whole signal as one matrix product per group of phases (float64). The phase positions come
 from exact integer arithmetic, so results differ from resampy's only by float rounding (its
 `t * (rate_in / rate_out)` in doubles, and summation order): about 1e-15.
 """
@@ -30,8 +30,6 @@ import functools
 import math
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 ZERO_CROSSINGS = 50
 TABLE_BITS = 13
@@ -123,8 +121,10 @@ class Resampler:
             bank = np.zeros((len(s), int(s.max() - s.min()) + width))
             for row, start in enumerate(s):
                 bank[row, start - s.min():start - s.min() + width] = kernels[first + row]
-            self._groups.append((int(s.min()), torch.from_numpy(bank)[:, None, :]))
+            self._groups.append((int(s.min()), bank))
         self._buffer = np.zeros(left)  # padded input from the next block's first sample on
+        self._pending: list[np.ndarray] = []
+        self._pending_size = 0
         self._n_in = 0
         self._emitted = 0
 
@@ -139,11 +139,17 @@ class Resampler:
     def push(self, samples: np.ndarray) -> np.ndarray:
         samples = np.asarray(samples, dtype=np.float64).reshape(-1)
         self._n_in += samples.size
-        self._buffer = np.concatenate([self._buffer, samples])
+        self._pending.append(samples)
+        self._pending_size += samples.size
+        # Work in chunks of about a second: a matrix product per decoded frame costs more in calls
+        # than in arithmetic.
+        if self._pending_size < self.rate_in:
+            return np.zeros(0)
         return self._run()
 
     def finish(self) -> np.ndarray:
         total = output_length(self._n_in, self.rate_in, self.rate_out)
+        self._gather()
         blocks = -(-(total - self._emitted) // self.up)
         need = (blocks - 1) * self.down + self._span
         if blocks > 0 and need > len(self._buffer):
@@ -153,17 +159,24 @@ class Resampler:
         self._emitted = before + len(out)
         return out
 
+    def _gather(self) -> None:
+        if self._pending:
+            self._buffer = np.concatenate([self._buffer] + self._pending)
+            self._pending, self._pending_size = [], 0
+
     def _run(self) -> np.ndarray:
+        self._gather()
         blocks = 0 if len(self._buffer) < self._span else (len(self._buffer) - self._span) // self.down + 1
         if blocks == 0:
             return np.zeros(0)
-        buffer = torch.from_numpy(self._buffer)
-        with torch.inference_mode():
-            phases = torch.cat([
-                F.conv1d(buffer[start:start + (blocks - 1) * self.down + bank.shape[-1]][None, None],
-                         bank, stride=self.down)[0]
-                for start, bank in self._groups])  # [up, blocks]
-        out = phases.T.reshape(-1).numpy()
+        step = self._buffer.strides[0]
+        phases = []
+        for start, bank in self._groups:
+            # Row m of the view is the input window of block m for this group of phases.
+            windows = np.lib.stride_tricks.as_strided(self._buffer[start:], (blocks, bank.shape[1]),
+                                                      (self.down * step, step), writeable=False)
+            phases.append(windows @ bank.T)  # [blocks, phases in the group]
+        out = np.concatenate(phases, axis=1).reshape(-1)  # block-major: output p + up*m
         self._buffer = self._buffer[blocks * self.down:]
         self._emitted += out.size
         return out
