@@ -136,7 +136,7 @@ def ffmpeg_downmix_audio(path: Path, seconds: float) -> np.ndarray:
 def audio_cost(clip: Path, seconds: float, extract_seconds: float, reps: int = 3) -> None:
     """What AudioSet's channel mean + kaiser_best resampling cost over FFmpeg's downmix, against the
     whole extraction of the same clip (best of `reps` each, alternated)."""
-    from vtag import media
+    from vtag.features import media
 
     ours = base = float("inf")
     for _ in range(reps):

@@ -111,13 +111,13 @@ class Context:
 
     @functools.cached_property
     def vggish(self):
-        from vtag.vggish import load_vggish
+        from vtag.features.vggish import load_vggish
 
         return load_vggish(random_weights=True, seed=3)
 
     @functools.cached_property
     def vggish_pca(self):
-        from vtag.features import VGGishPCA
+        from vtag.features.pca import VGGishPCA
 
         return VGGishPCA.random(seed=4)
 
@@ -126,8 +126,8 @@ class Context:
         import numpy as np
         import torch
 
-        from vtag.extract import AUDIO_QUANTIZE
-        from vtag.features import quantize
+        from vtag.features.extract import AUDIO_QUANTIZE
+        from vtag.features.pca import quantize
 
         with torch.inference_mode():
             embeddings = self.vggish(torch.from_numpy(np.ascontiguousarray(examples, dtype=np.float32))).numpy()
@@ -240,8 +240,8 @@ def _reference_waveform(data, rate):
 def stage_audio(ctx: Context) -> list[Case]:
     import numpy as np
 
-    from vtag import media
-    from vtag.vggish import log_mel_examples
+    from vtag.features import media
+    from vtag.features.vggish import log_mel_examples
 
     sources = []
     for channels in (1, 2, 6, 8):
@@ -276,7 +276,7 @@ def stage_audio(ctx: Context) -> list[Case]:
         cases.append(Case("audio", name, mel_diff, differ, total, 0.0 if at_16k else 1e-6,
                           0 if at_16k else _float_error_codes(total), note))
         if not at_16k:
-            cases.append(Case("resample", name, wave_diff, 0, 0, 1e-9, 0, "vtag.resample vs resampy kaiser_best"))
+            cases.append(Case("resample", name, wave_diff, 0, 0, 1e-9, 0, "vtag.features.resample vs resampy kaiser_best"))
     return cases
 
 
@@ -309,8 +309,8 @@ def stage_pca_quantize(ctx: Context) -> list[Case]:
     import numpy as np
     import torch
 
-    from vtag.features import VGGishPCA, quantize
-    from vtag.records import quantize_floats
+    from vtag.features.pca import VGGishPCA, quantize
+    from vtag.io.records import quantize_floats
 
     rng = np.random.default_rng(7)
     q, _ = np.linalg.qr(rng.standard_normal((128, 128)))
@@ -352,7 +352,7 @@ def stage_pca_quantize(ctx: Context) -> list[Case]:
 def _random_inception_state():
     import torch
 
-    from vtag.inception import load_inception
+    from vtag.features.inception import load_inception
 
     model = load_inception(random_weights=True, seed=5)
     state = model.state_dict()
@@ -370,8 +370,8 @@ def stage_inception(ctx: Context) -> list[Case]:
     import torch
     import pytorch_fid.inception as fid
 
-    from vtag.features import YT8MPCA, quantize
-    from vtag.inception import InceptionV3Pool3
+    from vtag.features.pca import YT8MPCA, quantize
+    from vtag.features.inception import InceptionV3Pool3
 
     state = _random_inception_state()
     ours = InceptionV3Pool3()
@@ -404,7 +404,7 @@ def stage_resize(ctx: Context) -> list[Case]:
     import tensorflow as tf
     import torch
 
-    from vtag.inception import tf1_resize_bilinear
+    from vtag.features.inception import tf1_resize_bilinear
 
     rng = np.random.default_rng(10)
     cases = []
@@ -469,7 +469,7 @@ def stage_frames(ctx: Context) -> list[Case]:
     sys.path.insert(0, str(REPO / "tests"))
     from media_factory import make_media
 
-    from vtag import media
+    from vtag.features import media
 
     clips = {
         "25 fps": make_media(ctx.tmp / "v25.mp4", duration_s=4.2, fps=25, audio=False),
@@ -506,7 +506,7 @@ def stage_images(ctx: Context) -> list[Case]:
     import numpy as np
     from PIL import Image
 
-    from vtag import media
+    from vtag.features import media
 
     rng = np.random.default_rng(11)
     smooth = np.repeat(np.repeat(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), 8, 0), 8, 1)

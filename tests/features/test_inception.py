@@ -225,7 +225,7 @@ def test_golden_pool3_features(shared_data):
     path = weights.weight_path(WEIGHT_FILE, required=False)
     if path is None:
         pytest.skip(f"official {WEIGHT_FILE} not in the weight cache (vtag weights pull)")
-    from vtag.still import read_image
+    from vtag.features.still import read_image
 
     # Decoded by PIL, as the upstream test does (FFmpeg's JPEG chroma upsampling differs).
     image = read_image(shared_data / "golden" / "AO7u7fwGzJQ_at_second_0.jpg")

@@ -32,9 +32,9 @@ from typing import Iterator
 import av
 import numpy as np
 
-from vtag.audio_mix import MonoResampler
+from vtag.features.audio_mix import MonoResampler
 from vtag.errors import VtagError
-from vtag.still import is_still_image, read_image
+from vtag.features.still import is_still_image, read_image
 
 YT8M_EVERY_MS = 1000.0
 YT8M_MAX_FRAMES = 300
@@ -261,7 +261,7 @@ def read_audio(path: str | Path, *, rate: int = AUDIO_RATE, max_seconds: float |
     """The first audio track as mono float64 at `rate` Hz, at most `max_seconds` long, made the way
     AudioSet's `vggish_input` makes it: decoded at the source rate with every channel, averaged
     to mono in float64 (`np.mean` over channels; no downmix matrix), then resampled with resampy's
-    `kaiser_best` filter (`vtag.resample`). Source audio at `rate` is not resampled, so it gives
+    `kaiser_best` filter (`vtag.features.resample`). Source audio at `rate` is not resampled, so it gives
     exactly the reference's samples for any channel count.
 
     With `align_to_video`, sample 0 is the video stream's start (the time frame sampling counts

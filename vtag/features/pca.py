@@ -161,11 +161,11 @@ def quantize(features: np.ndarray, mode: str = "round") -> np.ndarray:
     """Float features -> uint8 codes over [-2, 2].
 
     "round" is YouTube-8M's quantizer: `(clip(x) + 2) * 63.75` in float32, rounded half away from
-    zero as Python 2's `round` did (`vtag.records.quantize_floats`); "truncate" is AudioSet's VGGish
+    zero as Python 2's `round` did (`vtag.io.records.quantize_floats`); "truncate" is AudioSet's VGGish
     postprocessor (`astype(uint8)`), on average half a step lower.
     """
     if mode == "round":
-        from vtag.records import quantize_floats
+        from vtag.io.records import quantize_floats
 
         return quantize_floats(features)
     scaled = (np.clip(np.asarray(features, dtype=np.float64), QUANT_MIN, QUANT_MAX) - QUANT_MIN) * (

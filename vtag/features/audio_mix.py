@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vtag.resample import Resampler
+from vtag.features.resample import Resampler
 
 # Integer sample formats -> (offset, scale) mapping them to [-1, 1), as FFmpeg's and NumPy's
 # int -> float conversions do (x / 2**(bits-1); unsigned 8-bit is centred on 128).
@@ -74,7 +74,7 @@ def mix_to_mono(channels: np.ndarray) -> np.ndarray:
 class MonoResampler:
     """Collects decoded frames as mono float64 at `rate` Hz. Frames are converted about a second at
     a time (per-frame NumPy calls would cost more than the arithmetic); frames at another rate go
-    through `vtag.resample.Resampler`; a stream that changes rate, layout or sample format part-way
+    through `vtag.features.resample.Resampler`; a stream that changes rate, layout or sample format part-way
     is handled from that frame on."""
 
     def __init__(self, rate: int) -> None:

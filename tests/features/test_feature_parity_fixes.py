@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from media_factory import make_media
-from vtag import media
-from vtag.audio_mix import frame_channels, mix_to_mono
+from vtag.features import media
+from vtag.features.audio_mix import frame_channels, mix_to_mono
 from vtag.errors import VtagError
-from vtag.features import quantize
-from vtag.inception import _tf1_taps, tf1_resize_bilinear
-from vtag.records import quantize_floats
-from vtag.resample import Resampler, kaiser_best_table, output_length, resample
+from vtag.features.pca import quantize
+from vtag.features.inception import _tf1_taps, tf1_resize_bilinear
+from vtag.io.records import quantize_floats
+from vtag.features.resample import Resampler, kaiser_best_table, output_length, resample
 
 LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}
 
