@@ -156,7 +156,8 @@ def decode_messages(index: int, path: str, max_frames: int):
         if chunk:
             yield ("frames", index, np.stack(chunk))
     if info.has_audio:
-        waveform = media.read_audio(path)
+        # Rows past max_frames seconds are cut anyway; bounded like FeatureExtractor.extract.
+        waveform = media.read_audio(path, max_seconds=max_frames + 1)
         yield ("audio", index, log_mel_examples(waveform))
     yield ("done", index, (info.has_video, info.has_audio, info.duration_s))
 
