@@ -185,7 +185,10 @@ class FeatureExtractor:
     def extract(self, path: str | Path, progress: ProgressFn | None = None) -> VideoFeatures:
         """Decode, run both networks and quantize one file. Raises VtagError naming the file when it
         cannot be read or holds nothing to extract."""
-        path = Path(path)
+        from vtag.io.remote import is_url, stem
+
+        path = path if is_url(path) else Path(path)
+        video_id = stem(path) if isinstance(path, str) else path.stem
         info = media.probe(path)
         total = info.duration_s
         if total is not None:
@@ -217,7 +220,7 @@ class FeatureExtractor:
             audio = self.audio_features(log_mel_examples(waveform))
         if progress is not None and total is not None:
             progress(total, total)
-        return self.assemble(path.stem, visual, audio, info.duration_s, path=path, frame_times_s=frame_times)
+        return self.assemble(video_id, visual, audio, info.duration_s, path=path, frame_times_s=frame_times)
 
 
 def assemble_features(video_id: str, visual: np.ndarray | None, audio: np.ndarray | None,
@@ -255,7 +258,13 @@ def assemble_features(video_id: str, visual: np.ndarray | None, audio: np.ndarra
     return VideoFeatures(
         id=video_id, rgb=rgb_q, audio=audio_q, has_video=visual is not None, has_audio=audio is not None,
         duration_s=duration_s, random_weights=random_weights, mean_rgb=mean_rgb, mean_audio=mean_audio,
-        frame_times_s=frame_times_s, audio_rows=audio_rows, path=Path(path) if path is not None else None)
+        frame_times_s=frame_times_s, audio_rows=audio_rows, path=_as_path(path))
+
+
+def _as_path(path):
+    from vtag.io.remote import is_url
+
+    return None if path is None else path if is_url(path) else Path(path)
 
 
 def _zero_rows(rows: int, dim: int, mode: str) -> np.ndarray:
