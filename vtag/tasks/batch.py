@@ -47,7 +47,7 @@ class BatchSummary:
 
 def find_media(folders: Iterable[str | Path], recursive: bool = False,
                roots: dict[str, str] | None = None) -> list[Path | str]:
-    """Media files under folders (sorted, without duplicates). URLs come back as str (vtag.remote).
+    """Media files under folders (sorted, without duplicates). URLs come back as str (vtag.io.remote).
     `roots`, when given, is filled with str(file) -> the folder (or URL prefix) it was found under,
     for `--shard`'s canonical names."""
     from vtag.io.remote import expand_url, is_url
@@ -243,7 +243,7 @@ def run_batch(
 ) -> BatchSummary:
     """Tag every media file under `folders` into `output`; returns counts. `on_file(path, error,
     summary)` is called after each file (for progress display). `shard` "I/N" tags only this job's
-    share of the files (vtag.shard); `ray` spreads the work over a Ray cluster (vtag.distributed)."""
+    share of the files (vtag.io.shard); `ray` spreads the work over a Ray cluster (vtag.tasks.distributed)."""
     from vtag.io.shard import canonical_names, parse_shard, select_shard
 
     results = ResultsFile(output)
@@ -313,9 +313,10 @@ def run_batch(
         if ray and todo:
             from vtag.tasks.distributed import run_files
 
-            run_files(todo, lambda index, prediction, error, seconds: record(todo[index], prediction, error, seconds),
-                      task="batch", address=ray_address, max_frames=max_frames, device=device, top_k=top_k,
-                      model=str(Path(tagger.model_dir).resolve()), random_weights=random_weights)
+            for index, prediction, error, seconds in run_files(
+                    todo, task="batch", address=ray_address, max_frames=max_frames, device=device, top_k=top_k,
+                    model=str(Path(tagger.model_dir).resolve()), random_weights=random_weights):
+                record(todo[index], prediction, error, seconds)
         elif workers <= 0:
             current: dict = {}
             for index, path in enumerate(todo):

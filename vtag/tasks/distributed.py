@@ -2,7 +2,7 @@
 
     driver (this process)                    Ray cluster
     ---------------------                    -----------
-    submits one decode task per file  --->   CPU tasks: `batch._safe_messages` (PyAV decode + log-mel),
+    submits one decode task per file  --->   CPU tasks: `tasks.batch._safe_messages` (PyAV decode + log-mel),
     (at most `window` files in flight)       retried by Ray when their worker process dies
     hands decoded files to an actor   --->   actors (one per GPU, or one on CPU) holding the model once;
     in calls of `files_per_call`             the decoded frames go task -> actor, not via the driver
@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,7 +32,6 @@ DECODE_RETRIES = 3
 FILES_PER_CALL = 4  # files per actor call: amortises Ray's per-call cost, keeps results streaming
 TEST_CRASH_ENV = "VTAG_TEST_CRASH_ONCE"  # "NAME=MARKER": tests make one file's first decode kill its worker
 
-ResultFn = Callable[[int, object, "str | None", float], None]  # (index, result, error, seconds of media)
 
 
 def require_ray():
@@ -75,7 +74,7 @@ def _crash_for_tests(path: str) -> None:
 
 def decode_file(index: int, path: str, max_frames: int):
     """A Ray task: (error or None, the file's decode messages) from batch's per-file decoder."""
-    from vtag.batch import _safe_messages
+    from vtag.tasks.batch import _safe_messages
 
     _crash_for_tests(path)
     messages = list(_safe_messages(index, path, max_frames))
@@ -94,14 +93,14 @@ class FileWorker:
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self.task = task
         if task == "batch":
-            from vtag.batch import _Assembler
-            from vtag.classify import Tagger
+            from vtag.tasks.batch import _Assembler
+            from vtag.tasks.classify import Tagger
 
             tagger = Tagger(model, device=device, random_weights=random_weights)
             tagger.extractor
             self.assembler = _Assembler(tagger, top_k)
         else:
-            from vtag.extract import FeatureExtractor
+            from vtag.features.extract import FeatureExtractor
 
             self.extractor = FeatureExtractor(device=device, **extractor_args)
 
@@ -149,11 +148,11 @@ class FileWorker:
         return None, f"{path}: the decoder sent no end of file", 0.0
 
 
-def run_files(todo: Sequence[str], on_result: ResultFn, *, task: str, address: str | None,
+def run_files(todo: Sequence[str], *, task: str, address: str | None,
               max_frames: int, device: str = "auto", top_k: int = 5, model=None, random_weights: bool = False,
-              extractor_args: dict | None = None, files_per_call: int = FILES_PER_CALL) -> None:
-    """Decode every file of `todo` in Ray tasks, run the model in actors; `on_result` is called in
-    this process, once per file, as results arrive (in completion order)."""
+              extractor_args: dict | None = None, files_per_call: int = FILES_PER_CALL):
+    """Decode every file of `todo` in Ray tasks, run the model in actors; yields (index, result,
+    error, seconds of media) in this process, once per file, as results arrive (completion order)."""
     from vtag.io.remote import is_url
 
     # Workers may run in another folder (or on another machine sharing the file system): absolute paths.
@@ -194,7 +193,7 @@ def run_files(todo: Sequence[str], on_result: ResultFn, *, task: str, address: s
                     index, messages = decoding.pop(ref)
                     error = _decode_error(ray, ref, todo[index])
                     if error is not None:
-                        on_result(index, None, error, 0.0)
+                        yield index, None, error, 0.0
                     else:
                         decoded.append((index, messages))
                     continue
@@ -206,7 +205,7 @@ def run_files(todo: Sequence[str], on_result: ResultFn, *, task: str, address: s
                     results = [(None, f"{todo[i]}: the model worker failed ({_first_line(exc)})", 0.0)
                                for i in indices]
                 for index, (result, error, seconds) in zip(indices, results):
-                    on_result(index, result, error, seconds)
+                    yield index, result, error, seconds
 
 
 def _decode_error(ray, ref, path: str) -> str | None:
@@ -221,3 +220,21 @@ def _decode_error(ray, ref, path: str) -> str | None:
 def _first_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:300]
+
+
+def extract_on_ray(paths, output, *, address: str | None = None, **kwargs):
+    """`features.extract.extract_to_records` with the files extracted on Ray (same writer, shards and
+    manifest); `kwargs` are extract_to_records's."""
+    from vtag.features.extract import extract_to_records
+
+    require_ray()
+
+    def results_from(todo, extractor):
+        args = {"random_weights": extractor.random_weights, "max_frames": extractor.max_frames,
+                "batch_size": extractor.batch_size}
+        for index, features, error, _ in run_files(todo, task="extract", address=address,
+                                                    max_frames=extractor.max_frames, device=str(extractor.device),
+                                                    extractor_args=args):
+            yield index, features, error
+
+    return extract_to_records(paths, output, results_from=results_from, **kwargs)
