@@ -87,3 +87,12 @@ def test_merge_cli_exit_codes(tmp_path):
     assert "merged 1 files from 1 parts" in ok.stderr
     dup = run("--merge", tmp_path / "again.jsonl", a, a)
     assert dup.returncode == 2 and "appears twice in" in dup.stderr and "Traceback" not in dup.stderr
+
+
+def test_ray_flag_without_ray_names_the_extra(monkeypatch, tmp_path):
+    from vtag.batch import run_batch
+
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(VtagError, match=r"pip install 'vtag\[ray\]'"):
+        run_batch([tmp_path], tmp_path / "out.jsonl", ray=True, random_weights=True)
