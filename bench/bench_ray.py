@@ -41,8 +41,10 @@ def main() -> None:
     import ray
     import torch
 
-    from vtag.batch import run_batch
-    from vtag.models import create_model, save_model
+    from vtag.tasks.batch import run_batch
+    from vtag.tasks.distributed import batch_on_ray
+    from vtag.models.registry import create_model
+    from vtag.models.storage import save_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -63,8 +65,9 @@ def main() -> None:
         start = time.perf_counter()
         ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
         ray_start = time.perf_counter() - start
-        ray_1 = timed(run(one, "r1.jsonl", ray=True))
-        ray_n = timed(run(many, "rn.jsonl", ray=True))
+        on_ray = lambda folder, out: (lambda: batch_on_ray([folder], tmp / out, **common))
+        ray_1 = timed(on_ray(one, "r1.jsonl"))
+        ray_n = timed(on_ray(many, "rn.jsonl"))
 
         noop = ray.remote(lambda x: x)
         ray.get([noop.remote(i) for i in range(20)])

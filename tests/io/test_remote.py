@@ -18,7 +18,9 @@ pytest.importorskip("fsspec", reason="fsspec not installed: pip install 'vtag[re
 
 from media_factory import make_media  # noqa: E402
 from vtag.errors import VtagError  # noqa: E402
-from vtag.records import YT8MRecord, expand_paths, inspect_file, read_records, write_records  # noqa: E402
+from vtag.io.inspect import inspect_file  # noqa: E402
+from vtag.io.paths import expand_paths  # noqa: E402
+from vtag.io.records import YT8MRecord, read_records, write_records  # noqa: E402
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -93,7 +95,7 @@ def test_records_over_http(served):
 
 
 def test_media_over_http_gives_the_local_features(served):
-    from vtag.extract import FeatureExtractor
+    from vtag.features.extract import FeatureExtractor
 
     folder, base = served
     extractor = FeatureExtractor(random_weights=True, device="cpu", max_frames=300)
@@ -107,8 +109,8 @@ def test_media_over_http_gives_the_local_features(served):
 def test_memory_filesystem_folder_and_media(served):
     import fsspec
 
-    from vtag.batch import find_media
-    from vtag.media import probe
+    from vtag.tasks.batch import find_media
+    from vtag.features.media import probe
 
     folder, _ = served
     fs = fsspec.filesystem("memory")

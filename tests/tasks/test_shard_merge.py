@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from vtag.batch import find_media
+from vtag.tasks.batch import find_media
 from vtag.errors import VtagError
-from vtag.merge import merge_results
-from vtag.shard import Shard, canonical_names, parse_shard, select_shard, shard_of
+from vtag.tasks.merge import merge_results
+from vtag.io.shard import Shard, canonical_names, parse_shard, select_shard, shard_of
 
 
 def test_shards_cover_every_list_exactly_once():
@@ -90,9 +90,9 @@ def test_merge_cli_exit_codes(tmp_path):
 
 
 def test_ray_flag_without_ray_names_the_extra(monkeypatch, tmp_path):
-    from vtag.batch import run_batch
+    from vtag.tasks.distributed import batch_on_ray
 
     (tmp_path / "a.mp4").write_bytes(b"x")
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(VtagError, match=r"pip install 'vtag\[ray\]'"):
-        run_batch([tmp_path], tmp_path / "out.jsonl", ray=True, random_weights=True)
+        batch_on_ray([tmp_path], tmp_path / "out.jsonl", random_weights=True)

@@ -189,7 +189,13 @@ def batch(
         return
     if output is None:
         raise VtagError("vtag batch needs -o results.jsonl (or .csv): the file results go to, and resume from")
-    ray = ray or ray_address is not None
+    run = run_batch
+    if ray or ray_address is not None:
+        from functools import partial
+
+        from vtag.tasks.distributed import batch_on_ray
+
+        run = partial(batch_on_ray, address=ray_address)
 
     if random_weights:
         _warn_random_weights()
@@ -214,10 +220,9 @@ def batch(
                         rate=f"{summary.video_seconds / elapsed:.1f} video-s/s")
 
     with progress:
-        summary = run_batch(folders, output, recursive=recursive, workers=workers, model=model, device=device,
+        summary = run(folders, output, recursive=recursive, workers=workers, model=model, device=device,
                             random_weights=random_weights, retry_failed=retry_failed, top_k=top_k,
-                            max_frames=max_frames, on_file=on_file, on_start=on_start, shard=shard, ray=ray,
-                            ray_address=ray_address)
+                            max_frames=max_frames, on_file=on_file, on_start=on_start, shard=shard)
     rate = summary.video_seconds / summary.elapsed_s if summary.elapsed_s else 0.0
     err_console.print(
         f"{summary.done} tagged, {summary.failed} failed, {summary.skipped} already done (of {summary.total}); "

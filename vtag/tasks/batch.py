@@ -238,12 +238,13 @@ def run_batch(
     on_file: Callable[[str, str | None, BatchSummary], None] | None = None,
     on_start: Callable[[BatchSummary], None] | None = None,
     shard: str | None = None,
-    ray: bool = False,
-    ray_address: str | None = None,
+    results_from: Callable | None = None,
 ) -> BatchSummary:
     """Tag every media file under `folders` into `output`; returns counts. `on_file(path, error,
     summary)` is called after each file (for progress display). `shard` "I/N" tags only this job's
-    share of the files (vtag.io.shard); `ray` spreads the work over a Ray cluster (vtag.tasks.distributed)."""
+    share of the files (vtag.io.shard). `results_from(todo, tagger)`, when given, yields (index,
+    prediction, error, seconds) per file in place of decoding here (vtag.tasks.distributed.batch_on_ray
+    runs them on Ray); the results file, resume and counts stay this function's."""
     from vtag.io.shard import canonical_names, parse_shard, select_shard
 
     results = ResultsFile(output)
@@ -255,10 +256,6 @@ def run_batch(
         names = [str(f) for f in files]
         chosen = set(select_shard(names, canonical_names(names, roots), parse_shard(shard)))
         files = [f for f in files if str(f) in chosen]
-    if ray:
-        from vtag.tasks.distributed import require_ray
-
-        require_ray()  # before the model loads: a missing extra should cost nothing
     tagger = Tagger(model, device=device, random_weights=random_weights)
     tagger.extractor  # load (or fail on missing weights) before any worker starts
     finished, failed_before = results.prepare(retry_failed)
@@ -310,12 +307,8 @@ def run_batch(
             on_file(path, error, summary)
 
     try:
-        if ray and todo:
-            from vtag.tasks.distributed import run_files
-
-            for index, prediction, error, seconds in run_files(
-                    todo, task="batch", address=ray_address, max_frames=max_frames, device=device, top_k=top_k,
-                    model=str(Path(tagger.model_dir).resolve()), random_weights=random_weights):
+        if results_from is not None and todo:
+            for index, prediction, error, seconds in results_from(todo, tagger):
                 record(todo[index], prediction, error, seconds)
         elif workers <= 0:
             current: dict = {}

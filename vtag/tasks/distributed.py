@@ -238,3 +238,20 @@ def extract_on_ray(paths, output, *, address: str | None = None, **kwargs):
             yield index, features, error
 
     return extract_to_records(paths, output, results_from=results_from, **kwargs)
+
+
+def batch_on_ray(folders, output, *, address: str | None = None, **kwargs):
+    """`tasks.batch.run_batch` with the files decoded and tagged on Ray (same results file, resume,
+    counts and callbacks); `kwargs` are run_batch's."""
+    from vtag.tasks.batch import run_batch
+
+    require_ray()  # before the model loads: a missing extra should cost nothing
+    options = {k: kwargs.get(k, d) for k, d in (("max_frames", 300), ("device", "auto"), ("top_k", 5),
+                                                  ("random_weights", False))}
+
+    def results_from(todo, tagger):
+        # the driver resolved the model already: the actors load that same folder, by absolute path
+        yield from run_files(todo, task="batch", address=address, model=str(Path(tagger.model_dir).resolve()),
+                             **options)
+
+    return run_batch(folders, output, results_from=results_from, **kwargs)

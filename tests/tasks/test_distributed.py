@@ -18,10 +18,10 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray not installed: pip install 'vtag[ray]'")
 
 from media_factory import make_broken, make_media  # noqa: E402
-from vtag.batch import run_batch  # noqa: E402
-from vtag.distributed import TEST_CRASH_ENV  # noqa: E402
+from vtag.tasks.batch import run_batch  # noqa: E402
+from vtag.tasks.distributed import TEST_CRASH_ENV, batch_on_ray, extract_on_ray  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,8 @@ def cluster(tmp_path_factory):
 def tiny_model(tmp_path_factory) -> Path:
     import torch
 
-    from vtag.models import create_model, save_model
+    from vtag.models.registry import create_model
+    from vtag.models.storage import save_model
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("model")
@@ -65,7 +66,7 @@ def test_ray_tags_like_one_machine_and_survives_a_killed_worker(cluster, tiny_mo
     make_broken(folder / "zero_bytes.mp4", "empty")
     args = dict(model=tiny_model, device="cpu", random_weights=True, top_k=3)
     local = run_batch([folder], tmp_path / "local.jsonl", workers=0, **args)
-    distributed = run_batch([folder], tmp_path / "ray.jsonl", ray=True, **args)
+    distributed = batch_on_ray([folder], tmp_path / "ray.jsonl", **args)
     assert (distributed.done, distributed.failed) == (local.done, local.failed) == (4, 2)
     assert cluster["crash_marker"].exists(), "the test hook never killed a worker: the retry went untested"
     by_path = lambda lines: {e["path"]: e for e in lines}
@@ -113,8 +114,8 @@ def test_killed_driver_resumes_without_duplicates_or_losses(cluster, tiny_model,
 
 
 def test_extract_on_ray_into_shards_with_a_manifest(cluster, tmp_path):
-    from vtag.extract import FeatureExtractor, extract_to_records
-    from vtag.records import dequantize_bytes, read_records
+    from vtag.features.extract import FeatureExtractor, extract_to_records
+    from vtag.io.records import dequantize_bytes, read_records
 
     folder = tmp_path / "videos"
     folder.mkdir()
@@ -124,7 +125,7 @@ def test_extract_on_ray_into_shards_with_a_manifest(cluster, tmp_path):
     make_broken(folder / "bad.mp4", "text")
     extractor = FeatureExtractor(random_weights=True, device="cpu")
     out = tmp_path / "feat.tfrecord"
-    first = extract_to_records(clips[:3] + [folder / "bad.mp4"], out, extractor=extractor, records_per_shard=2, ray=True)
+    first = extract_on_ray(clips[:3] + [folder / "bad.mp4"], out, extractor=extractor, records_per_shard=2)
     assert [p.name for p in first.shards] == ["feat-00000.tfrecord", "feat-00001.tfrecord"]
     assert [p.name for p, _ in first.failed] == ["bad.mp4"]
     # a rerun with one more file writes only that one, into the next shard (here without Ray)
