@@ -10,10 +10,16 @@ from vtag.cli.app import EXIT_INTERRUPTED, app, console, err_console
 from vtag.errors import VtagError
 
 
+SHARD_HELP = ("I/N: only this job's share of the files (a stable split by each file's path relative to the "
+              "folder given), so N jobs cover every file once.")
+RAY_HELP = "Spread decoding and inference over a Ray cluster (pip install 'vtag[ray]'); a local one unless --ray-address."
+RAY_ADDRESS_HELP = "With --ray: auto (the running cluster) or HOST:PORT of one (implies --ray)."
+
+
 @app.command()
 def extract(
-    videos: list[Path] = typer.Argument(..., help="Video or audio files."),
-    output: Path = typer.Option(..., "--output", "-o", help="The TFRecord file to write (one record per input)."),
+    videos: list[str] = typer.Argument(..., help="Video or audio files (or s3:// gs:// https:// URLs)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The TFRecord file to write (one record per input); with --records-per-shard, the name shards are numbered after."),
     level: str = typer.Option("frame", "--level", help="frame: SequenceExamples with per-second rgb/audio bytes; "
                               "video: Examples with mean_rgb/mean_audio."),
     max_frames: int = typer.Option(300, "--max-frames", min=1, help="At most this many frames (seconds) per video, as YT8M."),
@@ -21,6 +27,12 @@ def extract(
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Frames per Inception batch."),
     random_weights: bool = typer.Option(False, "--random-weights", help=(
         "Use randomly initialised extractors (for tests and benchmarks): the features are NOT meaningful.")),
+    records_per_shard: int = typer.Option(None, "--records-per-shard", min=1, help=(
+        "Write OUT-00000.tfrecord, OUT-00001.tfrecord, ... of N videos each and OUT.manifest.jsonl; "
+        "a rerun skips the videos the manifest lists.")),
+    shard: str = typer.Option(None, "--shard", help="I/N: only this job's share of the inputs (a stable split by each path as given)."),
+    ray: bool = typer.Option(False, "--ray", help=RAY_HELP),
+    ray_address: str = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Extract YouTube-8M features (Inception-v3 + PCA rgb, VGGish + PCA audio) from videos into YT8M records."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -39,7 +51,7 @@ def extract(
     tasks: dict[Path, int] = {}
 
     def on_start(path: Path) -> None:
-        tasks[path] = progress.add_task(path.name, total=None, seconds="")
+        tasks[path] = progress.add_task(Path(str(path)).name, total=None, seconds="")
 
     def on_progress(path: Path, done: float, total: float | None) -> None:
         shown = f"{done:.0f}/{total:.0f} s" if total else f"{done:.0f} s"
@@ -54,10 +66,23 @@ def extract(
         err_console.print(f"[green]ok[/] {path}: {features.num_frames} frames{lacks}", highlight=False, soft_wrap=True)
 
     with progress:
-        summary = extract_to_records(videos, output, level=level, extractor=extractor, on_start=on_start,
-                                     on_progress=on_progress, on_done=on_done)
+        run = extract_to_records
+        if ray or ray_address is not None:
+            from functools import partial
+
+            from vtag.tasks.distributed import extract_on_ray
+
+            run = partial(extract_on_ray, address=ray_address)
+        summary = run(videos, output, level=level, extractor=extractor, on_start=on_start,
+                      on_progress=on_progress, on_done=on_done, shard=shard, records_per_shard=records_per_shard)
     note = "  [bold yellow](random weights: NOT meaningful)[/]" if summary.random_weights else ""
-    if summary.written:
+    if summary.shards:
+        console.print(f"wrote {len(summary.written)} {level}-level records into {len(summary.shards)} shards "
+                      f"({summary.shards[0].name} ... {summary.shards[-1].name}) in {summary.seconds:.1f} s{note}",
+                      highlight=False, soft_wrap=True)
+    elif records_per_shard is not None and not summary.failed:
+        console.print("nothing to do: every input is already in the manifest", highlight=False)
+    elif summary.written:
         console.print(f"wrote {len(summary.written)} {level}-level records to {summary.output} "
                       f"in {summary.seconds:.1f} s{note}", highlight=False, soft_wrap=True)
     if summary.failed:
@@ -84,7 +109,7 @@ def _warn_random_weights() -> None:
 
 @app.command()
 def classify(
-    inputs: list[Path] = typer.Argument(..., help="Video or audio files, or YT8M TFRecord files (every record is tagged)."),
+    inputs: list[str] = typer.Argument(..., help="Video or audio files, or YT8M TFRecord files (every record is tagged); local or s3:// gs:// https:// URLs."),
     model: str = typer.Option(None, "--model", "-m", help="Model folder (or its config.json) or a trained registry name; default: the shipped model."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many labels per input."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -136,8 +161,8 @@ def classify(
 
 @app.command()
 def batch(
-    folders: list[Path] = typer.Argument(..., help="Folders (or files) holding videos and audio files."),
-    output: Path = typer.Option(..., "--output", "-o", help="results.jsonl or results.csv; reruns resume from it."),
+    folders: list[str] = typer.Argument(..., help="Folders (or files, or s3:// gs:// https:// URLs) holding videos and audio files; with --merge, the results files to join."),
+    output: Path = typer.Option(None, "--output", "-o", help="results.jsonl or results.csv; reruns resume from it."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders."),
     workers: int = typer.Option(2, "--workers", "-w", min=0, help="Decoding processes (0: decode in this process)."),
     model: str = typer.Option(None, "--model", "-m", help="Model folder or trained registry name; default: the shipped model."),
@@ -146,11 +171,31 @@ def batch(
     max_frames: int = typer.Option(300, "--max-frames", min=1, help="At most this many seconds per video, as YT8M."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry files that failed in an earlier run."),
     random_weights: bool = typer.Option(False, "--random-weights", help=RANDOM_WEIGHTS_HELP),
+    shard: str = typer.Option(None, "--shard", help=SHARD_HELP),
+    ray: bool = typer.Option(False, "--ray", help=RAY_HELP),
+    ray_address: str = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
+    merge: Path = typer.Option(None, "--merge", help="Join the results files given as arguments into this file (refuses a file found in two parts)."),
+    expect: list[str] = typer.Option([], "--expect", help="With --merge: the folders the jobs tagged; files no part holds are reported missing."),
 ) -> None:
     """Tag every video or audio file in folders; resumable. Exit code 1 when some files failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from vtag.tasks.batch import EXIT_SOME_FAILED, run_batch
+
+    if merge is not None:
+        from vtag.cli.distributed import merge_command
+
+        merge_command(merge, folders, expect, recursive)
+        return
+    if output is None:
+        raise VtagError("vtag batch needs -o results.jsonl (or .csv): the file results go to, and resume from")
+    run = run_batch
+    if ray or ray_address is not None:
+        from functools import partial
+
+        from vtag.tasks.distributed import batch_on_ray
+
+        run = partial(batch_on_ray, address=ray_address)
 
     if random_weights:
         _warn_random_weights()
@@ -175,9 +220,9 @@ def batch(
                         rate=f"{summary.video_seconds / elapsed:.1f} video-s/s")
 
     with progress:
-        summary = run_batch(folders, output, recursive=recursive, workers=workers, model=model, device=device,
+        summary = run(folders, output, recursive=recursive, workers=workers, model=model, device=device,
                             random_weights=random_weights, retry_failed=retry_failed, top_k=top_k,
-                            max_frames=max_frames, on_file=on_file, on_start=on_start)
+                            max_frames=max_frames, on_file=on_file, on_start=on_start, shard=shard)
     rate = summary.video_seconds / summary.elapsed_s if summary.elapsed_s else 0.0
     err_console.print(
         f"{summary.done} tagged, {summary.failed} failed, {summary.skipped} already done (of {summary.total}); "

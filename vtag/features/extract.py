@@ -185,7 +185,10 @@ class FeatureExtractor:
     def extract(self, path: str | Path, progress: ProgressFn | None = None) -> VideoFeatures:
         """Decode, run both networks and quantize one file. Raises VtagError naming the file when it
         cannot be read or holds nothing to extract."""
-        path = Path(path)
+        from vtag.io.remote import is_url, stem
+
+        path = path if is_url(path) else Path(path)
+        video_id = stem(path) if isinstance(path, str) else path.stem
         info = media.probe(path)
         total = info.duration_s
         if total is not None:
@@ -217,7 +220,7 @@ class FeatureExtractor:
             audio = self.audio_features(log_mel_examples(waveform))
         if progress is not None and total is not None:
             progress(total, total)
-        return self.assemble(path.stem, visual, audio, info.duration_s, path=path, frame_times_s=frame_times)
+        return self.assemble(video_id, visual, audio, info.duration_s, path=path, frame_times_s=frame_times)
 
 
 def assemble_features(video_id: str, visual: np.ndarray | None, audio: np.ndarray | None,
@@ -255,7 +258,13 @@ def assemble_features(video_id: str, visual: np.ndarray | None, audio: np.ndarra
     return VideoFeatures(
         id=video_id, rgb=rgb_q, audio=audio_q, has_video=visual is not None, has_audio=audio is not None,
         duration_s=duration_s, random_weights=random_weights, mean_rgb=mean_rgb, mean_audio=mean_audio,
-        frame_times_s=frame_times_s, audio_rows=audio_rows, path=Path(path) if path is not None else None)
+        frame_times_s=frame_times_s, audio_rows=audio_rows, path=_as_path(path))
+
+
+def _as_path(path):
+    from vtag.io.remote import is_url
+
+    return None if path is None else path if is_url(path) else Path(path)
 
 
 def _zero_rows(rows: int, dim: int, mode: str) -> np.ndarray:
@@ -294,6 +303,7 @@ class ExtractSummary:
     failed: list[tuple[Path, str]]
     random_weights: bool
     seconds: float
+    shards: list[Path] = field(default_factory=list)  # with records_per_shard: the shard files written
 
 
 def extract_to_records(paths: Iterable[str | Path], output: str | Path, level: str = "frame",
@@ -301,44 +311,77 @@ def extract_to_records(paths: Iterable[str | Path], output: str | Path, level: s
                        on_start: Callable[[Path], None] | None = None,
                        on_progress: Callable[[Path, float, float | None], None] | None = None,
                        on_done: Callable[[Path, VideoFeatures | None, str | None], None] | None = None,
+                       shard: str | None = None, records_per_shard: int | None = None,
+                       results_from: Callable | None = None,
                        **extractor_args) -> ExtractSummary:
     """Extract every file and write one YT8M record per file that worked into `output`
     (records.write_records: atomic, so a crash never leaves half a file). A file that fails is
     reported through `on_done(path, None, error)` and the others go on; when every file fails,
     nothing is written. Records are streamed to the writer, so memory does not grow with the
-    number of files. The ids are the files' stems; two inputs with one stem are an error up front."""
+    number of files. The ids are the files' stems; two inputs with one stem are an error up front.
+    `shard` "I/N" extracts this job's share (vtag.io.shard: by each path as given); `records_per_shard`
+    writes numbered shards and a manifest, skipping videos already in it (vtag.io.record_shards);
+    `results_from(todo, extractor)`, when given, yields (index, features, error) per file in place
+    of extracting here (vtag.tasks.distributed.extract_on_ray runs them on Ray)."""
     from vtag.io.records import write_records
+    from vtag.io.remote import is_url, stem as url_stem
+    from vtag.io.shard import parse_shard, select_shard
 
     if level not in ("frame", "video"):
         raise VtagError(f"--level {level}: use frame or video")
-    paths = [Path(p) for p in paths]
+    paths = [p if is_url(p) else Path(p) for p in paths]
     if not paths:
         raise VtagError("no input files given")
+    if shard is not None:
+        names = [str(p) for p in paths]
+        chosen = set(select_shard(names, names, parse_shard(shard)))
+        paths = [p for p in paths if str(p) in chosen]
     stems: dict[str, Path] = {}
     for p in paths:
-        if p.stem in stems and stems[p.stem] != p:
-            raise VtagError(f"{p} and {stems[p.stem]} would both get id '{p.stem}': rename one")
-        stems[p.stem] = p
+        p_stem = url_stem(p) if isinstance(p, str) else p.stem
+        if p_stem in stems and stems[p_stem] != p:
+            raise VtagError(f"{p} and {stems[p_stem]} would both get id '{p_stem}': rename one")
+        stems[p_stem] = p
     output = Path(output)
     if output.is_dir():
         raise VtagError(f"{output}: is a directory; give a file name such as {output / 'features.tfrecord'}")
     if not output.parent.exists():
         raise VtagError(f"{output.parent}: output folder does not exist")
+    sharded = None
+    if records_per_shard is not None:
+        from vtag.io.record_shards import ShardedRecordWriter
+
+        sharded = ShardedRecordWriter(output, records_per_shard, level)
+        paths = [p for p in paths if str(p) not in sharded.done]
     extractor = extractor or FeatureExtractor(**extractor_args)
     started = time.perf_counter()
     summary = ExtractSummary(output, level, [], [], extractor.random_weights, 0.0)
 
-    def extracted() -> Iterator[VideoFeatures]:
-        for path in dict.fromkeys(paths):
+    def results() -> Iterator[tuple[Path, VideoFeatures | None, str | None]]:
+        todo = list(dict.fromkeys(paths))
+        if results_from is not None:
+            for index, features, error in results_from(todo, extractor):
+                if on_start is not None:
+                    on_start(todo[index])
+                if features is not None:
+                    features.path = todo[index]  # the path as given, not the worker's absolute one
+                yield todo[index], features, error
+            return
+        for path in todo:
             if on_start is not None:
                 on_start(path)
             progress = (lambda done, total, _p=path: on_progress(_p, done, total)) if on_progress else None
             try:
-                features = extractor.extract(path, progress=progress)
+                yield path, extractor.extract(path, progress=progress), None
             except VtagError as exc:
-                summary.failed.append((path, str(exc)))
+                yield path, None, str(exc)
+
+    def extracted() -> Iterator[VideoFeatures]:
+        for path, features, error in results():
+            if error is not None:
+                summary.failed.append((path, error))
                 if on_done is not None:
-                    on_done(path, None, str(exc))
+                    on_done(path, None, error)
                 continue
             summary.written.append(ExtractedFile(path, features.id, features.num_frames, features.has_video,
                                                  features.has_audio, features.audio_rows, features.duration_s))
@@ -347,6 +390,13 @@ def extract_to_records(paths: Iterable[str | Path], output: str | Path, level: s
             yield features
 
     stream = extracted()
+    if sharded is not None:
+        for features in stream:
+            sharded.add(str(features.path), features)  # the path as given: the manifest's key
+        sharded.flush()
+        summary.shards = sharded.written
+        summary.seconds = time.perf_counter() - started
+        return summary
     first = next(stream, None)  # only start a file once something will go into it
     if first is not None:
         def records():

@@ -84,6 +84,10 @@ def _summarise(exc: BaseException) -> str:
 
 
 def _open(path: str | Path) -> av.container.InputContainer:
+    from vtag.io.remote import is_url
+
+    if is_url(path):
+        return _open_url(path)
     path = Path(path)
     if not path.exists():
         raise VtagError(f"{path}: no such file")
@@ -101,6 +105,29 @@ def _open(path: str | Path) -> av.container.InputContainer:
     return container
 
 
+def _is_url(path) -> bool:
+    from vtag.io.remote import is_url
+
+    return is_url(path)
+
+
+def _open_url(url: str) -> av.container.InputContainer:
+    """A URL through fsspec as a seekable file object: FFmpeg reads (ranges of) it as it decodes;
+    the container holds the file object, which goes when the container does."""
+    from vtag.io import remote
+
+    if remote.size(url) == 0:
+        raise VtagError(f"{url}: empty file (0 bytes), not a video or audio file")
+    try:
+        container = av.open(remote.open_url(url), "r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise VtagError(f"{url}: cannot read as media ({_summarise(exc)}); is it a video or audio file?") from None
+    if not container.streams.video and not container.streams.audio:
+        container.close()
+        raise VtagError(f"{url}: has neither a video nor an audio track")
+    return container
+
+
 def _decode_error(path: str | Path, exc: BaseException, where: str) -> VtagError:
     return VtagError(f"{path}: corrupt or unreadable {where} ({_summarise(exc)})")
 
@@ -110,7 +137,7 @@ def probe(path: str | Path) -> MediaInfo:
     container = _open(path)
     try:
         duration = container.duration / av.time_base if container.duration else None
-        info = {"path": Path(path), "has_video": bool(container.streams.video),
+        info = {"path": path if _is_url(path) else Path(path), "has_video": bool(container.streams.video),
                 "has_audio": bool(container.streams.audio), "duration_s": duration}
         if container.streams.video:
             vs = container.streams.video[0]

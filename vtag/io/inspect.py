@@ -91,7 +91,9 @@ def _peek_kind(path: Path) -> str:
 
 def inspect_file(path: PathLike, skip_bad: bool = False) -> FileInfo:
     """Read one record file fully (every record validated) and summarise it for `vtag info`."""
-    path = Path(path)
+    from vtag.io.remote import is_url
+
+    path = path if is_url(path) else Path(path)
     stats = ReadStats()
     frame_counts: list[int] = []
     kinds: set[str] = set()

@@ -18,12 +18,17 @@ REPO_WEIGHTS_DIR = Path(__file__).resolve().parent.parent.parent / "weights"
 
 def expand_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:
     """Files, globs and directories (every *.tfrecord / *.tfrecords file below them, sorted) -> a list
-    of files in the order given, without duplicates."""
+    of files in the order given, without duplicates. URLs (vtag.io.remote) come back as str."""
+    from vtag.io.remote import expand_url, is_url
+
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found: list[Path] = []
     for raw in paths:
         text = os.fspath(raw)
+        if is_url(text):  # stays a str: Path() would fold https:// into https:/
+            found.extend(expand_url(text, TFRECORD_SUFFIXES))
+            continue
         path = Path(text).expanduser()
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(TFRECORD_SUFFIXES))
@@ -42,6 +47,6 @@ def expand_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:
             raise VtagError(f"{text}: no such file or directory")
     unique: dict[str, Path] = {}
     for p in found:
-        unique.setdefault(os.path.abspath(p), p)
+        unique.setdefault(p if is_url(p) else os.path.abspath(p), p)
     return list(unique.values())
 

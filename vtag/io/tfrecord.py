@@ -87,6 +87,10 @@ _LENGTH_CRC_PROBLEM = {
 
 
 def read_file(path: PathLike) -> bytes:
+    from vtag.io.remote import is_url, read_bytes
+
+    if is_url(path):
+        return read_bytes(path)
     try:
         with open(path, "rb") as f:
             return f.read()

@@ -45,13 +45,27 @@ class BatchSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def find_media(folders: Iterable[str | Path], recursive: bool = False) -> list[Path]:
-    found: list[Path] = []
+def find_media(folders: Iterable[str | Path], recursive: bool = False,
+               roots: dict[str, str] | None = None) -> list[Path | str]:
+    """Media files under folders (sorted, without duplicates). URLs come back as str (vtag.io.remote).
+    `roots`, when given, is filled with str(file) -> the folder (or URL prefix) it was found under,
+    for `--shard`'s canonical names."""
+    from vtag.io.remote import expand_url, is_url
+
+    roots = {} if roots is None else roots
+    found: list[Path | str] = []
     for raw in folders:
+        if is_url(str(raw)):
+            urls = expand_url(str(raw), MEDIA_SUFFIXES, recursive)
+            found.extend(urls)
+            prefix = str(raw).rstrip("/") + "/"
+            roots.update((u, prefix) for u in urls if u != str(raw) and u.startswith(prefix))
+            continue
         root = Path(raw)
         if root.is_file():
             found.append(root)
             continue
+        before = len(found)
         if not root.is_dir():
             raise VtagError(f"{root}: no such folder")
         if recursive:
@@ -63,7 +77,8 @@ def find_media(folders: Iterable[str | Path], recursive: bool = False) -> list[P
                 found.extend(
                     Path(e.path) for e in entries if e.is_file() and Path(e.name).suffix.lower() in MEDIA_SUFFIXES
                 )
-    return sorted(set(found))
+        roots.update((str(p), str(root)) for p in found[before:])
+    return sorted(set(found), key=str)
 
 
 class ResultsFile:
@@ -223,13 +238,25 @@ def run_batch(
     max_frames: int = 300,
     on_file: Callable[[str, str | None, BatchSummary], None] | None = None,
     on_start: Callable[[BatchSummary], None] | None = None,
+    shard: str | None = None,
+    results_from: Callable | None = None,
 ) -> BatchSummary:
     """Tag every media file under `folders` into `output`; returns counts. `on_file(path, error,
-    summary)` is called after each file (for progress display)."""
+    summary)` is called after each file (for progress display). `shard` "I/N" tags only this job's
+    share of the files (vtag.io.shard). `results_from(todo, tagger)`, when given, yields (index,
+    prediction, error, seconds) per file in place of decoding here (vtag.tasks.distributed.batch_on_ray
+    runs them on Ray); the results file, resume and counts stay this function's."""
+    from vtag.io.shard import canonical_names, parse_shard, select_shard
+
     results = ResultsFile(output)
-    files = find_media(folders, recursive)
+    roots: dict[str, str] = {}
+    files = find_media(folders, recursive, roots)
     if not files:
         raise VtagError(f"no video or audio files found in {', '.join(map(str, folders))}" + ("" if recursive else " (add --recursive for subfolders)"))
+    if shard is not None:
+        names = [str(f) for f in files]
+        chosen = set(select_shard(names, canonical_names(names, roots), parse_shard(shard)))
+        files = [f for f in files if str(f) in chosen]
     tagger = Tagger(model, device=device, random_weights=random_weights)
     tagger.extractor  # load (or fail on missing weights) before any worker starts
     finished, failed_before = results.prepare(retry_failed)
@@ -269,10 +296,11 @@ def run_batch(
                 if i == index:
                     del current[pid]
 
-    def record(path: str, prediction, error: str | None) -> None:
+    def record(path: str, prediction, error: str | None, seconds: float = 0.0) -> None:
         results.append(prediction_line(prediction, path, error, results.format))
         if error is None:
             summary.done += 1
+            summary.video_seconds += seconds
         else:
             summary.failed += 1
             summary.failures.append((path, error))
@@ -280,7 +308,10 @@ def run_batch(
             on_file(path, error, summary)
 
     try:
-        if workers <= 0:
+        if results_from is not None and todo:
+            for index, prediction, error, seconds in results_from(todo, tagger):
+                record(todo[index], prediction, error, seconds)
+        elif workers <= 0:
             current: dict = {}
             for index, path in enumerate(todo):
                 for message in _safe_messages(index, path, max_frames):

@@ -114,8 +114,10 @@ class Tagger:
         return Prediction(source, self.top_labels(scores, k), self.model_name, path, missing, self.random_weights)
 
 
-def is_record_file(path: Path) -> bool:
-    return path.suffix.lower() in RECORD_SUFFIXES
+def is_record_file(path: Path | str) -> bool:
+    from vtag.io.remote import suffix
+
+    return (suffix(path) if isinstance(path, str) else path.suffix.lower()) in RECORD_SUFFIXES
 
 
 def classify_records(tagger: Tagger, path: Path, top_k: int, skip_bad: bool = False) -> Iterator[Prediction]:
@@ -158,8 +160,12 @@ def classify_paths(
 ) -> Iterator[Prediction]:
     """Tag each input: every record of a record file, or a whole media file. Raises VtagError on the
     first input that cannot be read; `run_batch` is the tool for many files that must not stop."""
-    paths = [Path(raw) for raw in inputs]
+    from vtag.io.remote import is_url
+
+    paths = [raw if is_url(raw) else Path(raw) for raw in inputs]
     for path in paths:  # before loading anything: a typo should not cost a model load
+        if isinstance(path, str):
+            continue  # a URL: checked when it is opened
         if not path.exists():
             raise VtagError(f"{path}: no such file")
         if path.is_dir():

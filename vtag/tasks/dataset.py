@@ -29,8 +29,10 @@ Sample = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 def file_level(path: str | os.PathLike) -> str:
     """'video' or 'frame': the level of a YT8M file, from its first record (only that is read)."""
+    from vtag.io.remote import is_url, open_url
+
     try:
-        with open(path, "rb") as f:
+        with (open_url(path, block_size=2**16) if is_url(path) else open(path, "rb")) as f:
             header = f.read(12)
             if len(header) < 12:
                 return "video"  # empty or cut short: the reader reports it
