@@ -308,7 +308,7 @@ def test_missing_file_error_names_vtag_weights(cache):
 
 def test_registry_covers_the_official_files():
     names = set(weights.WEIGHT_FILES)
-    assert names == {"pt_inception-2015-12-05-6726825d.pth", "yt8m_pca.tgz", "vggish-10086976.pth",
+    assert names == {"pt_inception-2015-12-05-6726825d.pth", "yt8m_pca.tgz", "vggish_model.ckpt", "vggish-10086976.pth",
                      "vggish_pca_params-970ea276.pth", "vggish_pca_params.npz"}
     for name in ("vggish-10086976.pth", "vggish_pca_params-970ea276.pth"):
         assert weights.WEIGHT_FILES[name].sha256 == name.rsplit("-", 1)[1].split(".")[0]

@@ -51,6 +51,7 @@ class WeightFile:
     size: int | None
     description: str
     members: tuple[Member, ...] = field(default_factory=tuple)  # archives: what gets installed
+    fallback_for: str | None = None  # a port of that official file: pulled only if the official one fails
 
     @property
     def is_archive(self) -> bool:
@@ -86,19 +87,11 @@ WEIGHT_FILES: dict[str, WeightFile] = {
             ),
         ),
         WeightFile(
-            "vggish-10086976.pth",
-            "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
-            "10086976",
-            None,
-            "VGGish (AudioSet) ported by torchvggish: 128-d audio embeddings",
-        ),
-        WeightFile(
-            "vggish_pca_params-970ea276.pth",
-            "https://github.com/harritaylor/torchvggish/releases/download/v0.1/"
-            "vggish_pca_params-970ea276.pth",
-            "970ea276",
-            None,
-            "VGGish PCA parameters, torchvggish's pickled copy of the AudioSet npz",
+            "vggish_model.ckpt",
+            "https://storage.googleapis.com/audioset/vggish_model.ckpt",
+            "0962b1914e3e053922d957c45bc84a78c985765641dc6bceeeb3a7d8dfecfdf6",
+            291_108_469,
+            "VGGish as released with AudioSet (TF V1 checkpoint, read without TensorFlow)",
         ),
         WeightFile(
             "vggish_pca_params.npz",
@@ -106,6 +99,23 @@ WEIGHT_FILES: dict[str, WeightFile] = {
             "4d878af3e306defbfb37095365aa7e5a6cecb86bad13e859e626151c4e6a8b9d",
             73020,
             "VGGish PCA parameters as released with AudioSet",
+        ),
+        WeightFile(
+            "vggish-10086976.pth",
+            "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
+            "10086976",
+            None,
+            "VGGish ported by torchvggish (fallback for vggish_model.ckpt)",
+            fallback_for="vggish_model.ckpt",
+        ),
+        WeightFile(
+            "vggish_pca_params-970ea276.pth",
+            "https://github.com/harritaylor/torchvggish/releases/download/v0.1/"
+            "vggish_pca_params-970ea276.pth",
+            "970ea276",
+            None,
+            "VGGish PCA parameters, torchvggish's pickled copy (fallback for vggish_pca_params.npz)",
+            fallback_for="vggish_pca_params.npz",
         ),
     )
 }
@@ -376,10 +386,31 @@ def _download(url: str, part: Path, task_update) -> None:
         raise OSError(f"connection closed after {offset} of {total} bytes")
 
 
+def _pull_one(entry: WeightFile, root: Path, bar, base_url_override: str | None) -> Path:
+    state = _check(entry, root)
+    if state.verified:
+        return state.path
+    url = entry.url if base_url_override is None else base_url_override.rstrip("/") + "/" + entry.name
+    part = root / f"{entry.name}.part"
+    task = bar.add_task(entry.name, total=entry.size)
+    try:
+        _download(url, part, lambda **kw: bar.update(task, **kw))
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        raise VtagError(f"download of {entry.name} from {url} failed ({exc}); run `vtag weights pull` "
+                        f"again to resume, or fetch it elsewhere and `vtag weights import` it") from None
+    try:
+        return _install_checked(entry, part, root, move=True)
+    except VtagError:
+        part.unlink(missing_ok=True)  # a bad file must not be resumed next time
+        raise
+
+
 def pull(names: Iterable[str] | None = None, base_url_override: str | None = None, progress: bool = True,
          registry: Mapping[str, WeightFile] | None = None) -> list[Path]:
-    """Download weight files (all registered ones by default) into the cache, checked, atomically.
+    """Download weight files into the cache, checked, atomically.
 
+    By default: every official file; a port registered as `fallback_for` one of them is fetched only
+    when the official file cannot be (with a warning). Named files are fetched as named.
     `base_url_override` replaces each URL's folder (a mirror that serves the same file names).
     An interrupted download leaves `<name>.part`, which the next pull continues.
     """
@@ -387,31 +418,27 @@ def pull(names: Iterable[str] | None = None, base_url_override: str | None = Non
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     files = _registry(registry)
-    entries = [_lookup(n, registry) for n in names] if names else list(files.values())
+    if names:
+        plan = [(_lookup(n, registry), []) for n in names]
+    else:
+        plan = [(e, [f for f in files.values() if f.fallback_for == e.name])
+                for e in files.values() if e.fallback_for is None]
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     installed = []
+    console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
-        for entry in entries:
-            state = _check(entry, root)
-            if state.verified:
-                installed.append(state.path)
-                continue
-            url = entry.url if base_url_override is None else (
-                base_url_override.rstrip("/") + "/" + entry.name)
-            part = root / f"{entry.name}.part"
-            task = bar.add_task(entry.name, total=entry.size)
+    with Progress(*columns, console=console, disable=not progress) as bar:
+        for entry, fallbacks in plan:
             try:
-                _download(url, part, lambda **kw: bar.update(task, **kw))
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-                raise VtagError(f"download of {entry.name} from {url} failed ({exc}); run `vtag weights pull` "
-                                f"again to resume, or fetch it elsewhere and `vtag weights import` it") from None
-            try:
-                installed.append(_install_checked(entry, part, root, move=True))
-            except VtagError:
-                part.unlink(missing_ok=True)  # a bad file must not be resumed next time
-                raise
+                installed.append(_pull_one(entry, root, bar, base_url_override))
+            except VtagError as exc:
+                if not fallbacks:
+                    raise
+                names_text = ", ".join(f.name for f in fallbacks)
+                console.print(f"[bold yellow]warning:[/] {exc}; fetching the port {names_text} instead",
+                              highlight=False, soft_wrap=True)
+                installed.extend(_pull_one(f, root, bar, base_url_override) for f in fallbacks)
     return installed
 
 
@@ -433,8 +460,8 @@ def _identify(path: Path, digest: str, files: Mapping[str, WeightFile]) -> tuple
         for member in entry.members:
             if path.name in (member.name, f"{stem}_{member.name}"):
                 return entry, member
-    raise VtagError(f"{path}: not a known weight file (by name or sha256); the files are listed by "
-                    f"`vtag weights`")
+    raise VtagError(f"{path}: not a known weight file (by name or sha256; the files are listed by "
+                    f"`vtag weights`); to install your own weights unchecked: `vtag weights import --unverified FILE`")
 
 
 def import_files(paths: Iterable[str | Path], registry: Mapping[str, WeightFile] | None = None) -> list[Path]:

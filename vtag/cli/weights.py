@@ -1,4 +1,5 @@
-"""`vtag weights` (list, pull, import): the official feature-extractor weight files."""
+"""`vtag weights` (list, pull, import, forget): the official feature-extractor weight files, and a
+user's own VGGish weights installed with `import --unverified`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from vtag.cli.app import app, console
+from vtag.cli.app import app, console, err_console
 
 
 # ---- weights and feature extraction: weights, extract ---------------------------------------------
@@ -33,8 +34,11 @@ def weights_list(ctx: typer.Context) -> None:
     table.add_column("present", no_wrap=True)
     table.add_column("verified", no_wrap=True)
     table.add_column("path", overflow="fold")
-    for row in status():
+    from vtag.io.user_weights import unverified_status
+
+    for row in status() + unverified_status():
         verified = "[green]yes[/]" if row.verified else ("[red]no[/]" if row.present else "-")
+        verified = "[bold yellow]unverified[/]" if getattr(row, "unverified", False) else verified
         present = "yes" if row.present else ("[yellow]partial[/]" if row.detail else "[red]no[/]")
         path = f"{row.path}" + (f"  [dim]({row.detail})[/]" if row.detail else "")
         table.add_row(row.name, present, verified, path)
@@ -58,9 +62,34 @@ def weights_pull(
 @weights_app.command("import")
 def weights_import(
     files: list[Path] = typer.Argument(..., help="Local copies of weight files (or yt8m_pca members)."),
+    unverified: bool = typer.Option(False, "--unverified", help=(
+        "Install your own (e.g. fine-tuned) VGGish network or PCA file without a checksum: its role is "
+        "chosen by format and shapes, `vtag weights` lists it as unverified, and it is used instead of "
+        "the official file until `vtag weights forget ROLE`.")),
 ) -> None:
     """Check local copies of weight files (by name and sha256) and install them in the cache."""
+    if unverified:
+        from vtag.features.vggish_weights import import_unverified
+
+        for file in files:
+            role, path = import_unverified(file)
+            err_console.print(f"[bold yellow]warning:[/] {file} is installed UNVERIFIED as the {role.description}; "
+                              f"vtag uses it instead of the official file (undo: `vtag weights forget {role.role}`)",
+                              highlight=False, soft_wrap=True)
+            console.print(f"[yellow]installed unverified[/] {path}", highlight=False)
+        return
     from vtag.weights import import_files
 
     for path in import_files(files):
         console.print(f"[green]installed[/] {path}")
+
+
+@weights_app.command("forget")
+def weights_forget(
+    role: str = typer.Argument(..., help="vggish or vggish_pca: the role whose user file to remove."),
+) -> None:
+    """Remove your own unverified weights for a role; vtag goes back to the official files."""
+    from vtag.io.user_weights import forget_unverified
+
+    removed = forget_unverified(role)
+    console.print(f"removed {removed}" if removed else f"no unverified {role} file was installed", highlight=False)

@@ -191,12 +191,15 @@ def load_yt8m_pca(random_weights: bool = False, seed: int = 0) -> YT8MPCA:
 
 
 def load_vggish_pca(random_weights: bool = False, seed: int = 0) -> VGGishPCA:
-    """AudioSet's npz when present, else torchvggish's .pth (its repackaging of the same arrays)."""
+    """A user's own unverified npz if imported, else AudioSet's npz when present, else torchvggish's .pth
+    (its repackaging of the same arrays)."""
     if random_weights:
         return VGGishPCA.random(seed)
+    from vtag.io.user_weights import user_file_in_use
     from vtag.weights import weight_path
 
-    path = weight_path(VGGISH_PCA_NPZ_FILE, required=False) or weight_path(VGGISH_PCA_TORCH_FILE, required=False)
+    path = (user_file_in_use("vggish_pca") or weight_path(VGGISH_PCA_NPZ_FILE, required=False)
+            or weight_path(VGGISH_PCA_TORCH_FILE, required=False))
     if path is None:
         weight_path(VGGISH_PCA_NPZ_FILE)  # raises the standard "missing weight file" error
     return VGGishPCA.from_file(path)

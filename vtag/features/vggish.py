@@ -6,7 +6,8 @@ HTK mel scale with triangles built in the mel domain and the DC bin weighted zer
 examples of 96 frames (0.96 s). AudioSet hops examples by 0.96 s; YouTube-8M's graph hops by 1.0 s so
 one audio row lines up with each second of video, hence `example_hop_seconds=1.0` by default.
 
-Network: torchvggish's `vggish-10086976.pth` layout (`features.*` conv stack, `embeddings.*`
+Network: weights from AudioSet's `vggish_model.ckpt` (preferred) or torchvggish's port, mapped onto
+torchvggish's `vggish-10086976.pth` layout (`features.*` conv stack, `embeddings.*`
 12288 -> 4096 -> 4096 -> 128). The embedding is the last layer's output with no ReLU after it, as in
 AudioSet's model; public ports that keep torchvggish's final ReLU zero out the negative components.
 """
@@ -149,9 +150,8 @@ def load_vggish(random_weights: bool = False, device: str | torch.device = "cpu"
             # the PCA'd, quantized stand-in features mostly inside [-2, 2] instead of clipped.
             model.embeddings[-1].weight.data.div_(6.0)
     else:
-        from vtag.weights import weight_path
+        from vtag.features.vggish_weights import load_network_state, network_weights_path
 
         model = VGGish()
-        state = torch.load(weight_path(WEIGHT_FILE), map_location="cpu", weights_only=True)
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(load_network_state(network_weights_path()), strict=True)
     return model.to(device).eval()
