@@ -30,6 +30,7 @@ from vtag.io.atomic import atomic_write_text
 from vtag.errors import VtagError
 
 FRAMES_PER_CHUNK = 16
+THUMBNAILS_PER_FILE = 3  # the report shows the middle one; the worker sends these few small ones only
 EXIT_SOME_FAILED = 1
 
 
@@ -140,42 +141,49 @@ class ResultsFile:
 # ---- decoding workers -----------------------------------------------------------------------------
 
 
-def decode_messages(index: int, path: str, max_frames: int):
-    """The messages a worker sends for one file: frame chunks, then log-mel examples, then done."""
+def decode_messages(index: int, path: str, max_frames: int, thumbnails: int = 0):
+    """The messages a worker sends for one file: frame chunks, small thumbnails (when asked for),
+    then log-mel examples, then done."""
     from vtag.features import media
+    from vtag.features.thumbnails import ThumbnailKeeper
     from vtag.features.vggish import log_mel_examples
 
     info = media.probe(path)
     chunk: list[np.ndarray] = []
     if info.has_video:
-        for frame in media.sample_frames(path, max_frames=max_frames):
-            chunk.append(frame)
+        keeper = ThumbnailKeeper(thumbnails) if thumbnails else None
+        for frame in media.sample_frames_timed(path, max_frames=max_frames):
+            chunk.append(frame.rgb)
+            if keeper is not None:
+                keeper.add(frame.time_s, frame.rgb)
             if len(chunk) == FRAMES_PER_CHUNK:
                 yield ("frames", index, np.stack(chunk))
                 chunk = []
         if chunk:
             yield ("frames", index, np.stack(chunk))
+        if keeper is not None:
+            yield ("thumbnails", index, keeper.thumbnails())
     if info.has_audio:
         waveform = media.read_audio(path)
         yield ("audio", index, log_mel_examples(waveform))
     yield ("done", index, (info.has_video, info.has_audio, info.duration_s))
 
 
-def _safe_messages(index: int, path: str, max_frames: int):
+def _safe_messages(index: int, path: str, max_frames: int, thumbnails: int = 0):
     try:
-        yield from decode_messages(index, path, max_frames)
+        yield from decode_messages(index, path, max_frames, thumbnails)
     except VtagError as exc:
         yield ("error", index, str(exc))
     except Exception as exc:  # a decoder bug must cost one file, not the batch
         yield ("error", index, f"{path}: {type(exc).__name__}: {exc}")
 
 
-def _worker_main(tasks, results, max_frames: int) -> None:
+def _worker_main(tasks, results, max_frames: int, thumbnails: int = 0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     while (task := tasks.get()) is not None:
         index, path = task
         results.put(("start", index, os.getpid()))
-        for message in _safe_messages(index, path, max_frames):
+        for message in _safe_messages(index, path, max_frames, thumbnails):
             results.put(message)
 
 
@@ -185,10 +193,11 @@ def _worker_main(tasks, results, max_frames: int) -> None:
 class _Assembler:
     """Collects one file's frames and audio, runs the extractors on them, tags the result."""
 
-    def __init__(self, tagger: Tagger, top_k: int):
-        self.tagger, self.top_k = tagger, top_k
+    def __init__(self, tagger: Tagger, top_k: int, segments: float | None = None):
+        self.tagger, self.top_k, self.segments = tagger, top_k, segments
         self.visual: dict[int, list[np.ndarray]] = {}
         self.audio: dict[int, np.ndarray] = {}
+        self.thumbnails: dict[int, list] = {}
 
     def frames(self, index: int, frames: np.ndarray) -> None:
         self.visual.setdefault(index, []).append(self.tagger.extractor.visual_features(frames))
@@ -202,11 +211,16 @@ class _Assembler:
         visual = np.concatenate(chunks) if chunks else None
         audio = self.audio.pop(index, None)
         features = self.tagger.extractor.assemble(Path(path).stem, visual, audio, duration)
-        return self.tagger.classify_features(features, self.top_k, path, path), duration
+        prediction = self.tagger.classify_features(features, self.top_k, path, path)
+        prediction.thumbnails = self.thumbnails.pop(index, [])
+        from vtag.tasks.segments import add_segments
+
+        return add_segments(prediction, self.tagger, features, self.segments, self.top_k), duration
 
     def drop(self, index: int) -> None:
         self.visual.pop(index, None)
         self.audio.pop(index, None)
+        self.thumbnails.pop(index, None)
 
 
 def run_batch(
@@ -222,10 +236,21 @@ def run_batch(
     max_frames: int = 300,
     on_file: Callable[[str, str | None, BatchSummary], None] | None = None,
     on_start: Callable[[BatchSummary], None] | None = None,
+    segments: float | None = None,
+    thumbnails: bool = False,
 ) -> BatchSummary:
     """Tag every media file under `folders` into `output`; returns counts. `on_file(path, error,
-    summary)` is called after each file (for progress display)."""
+    summary)` is called after each file (for progress display). `segments=S` adds labels per S-second
+    window to each JSONL line; `thumbnails` adds a small keyframe JPEG (a data: URI, a few KB) to
+    each JSONL line for `vtag report`."""
     results = ResultsFile(output)
+    if segments:
+        from vtag.tasks.segments import check_seconds
+
+        check_seconds(segments)
+    if (segments or thumbnails) and results.format != "jsonl":
+        raise VtagError(f"{results.path}: segments and thumbnails go in JSONL results only: use a .jsonl file")
+    keep_thumbnails = THUMBNAILS_PER_FILE if thumbnails else 0
     files = find_media(folders, recursive)
     if not files:
         raise VtagError(f"no video or audio files found in {', '.join(map(str, folders))}" + ("" if recursive else " (add --recursive for subfolders)"))
@@ -237,7 +262,7 @@ def run_batch(
     if on_start:
         on_start(summary)
     started = time.perf_counter()
-    assembler = _Assembler(tagger, top_k)
+    assembler = _Assembler(tagger, top_k, segments)
 
     inference_errors: dict[int, str] = {}  # a file whose frames broke the model fails alone
 
@@ -246,6 +271,8 @@ def run_batch(
         path = todo[index]
         if kind == "start":
             current[message[2]] = index
+        elif kind == "thumbnails":
+            assembler.thumbnails[index] = message[2]
         elif kind in ("frames", "audio"):
             if index in inference_errors:
                 return
@@ -282,17 +309,17 @@ def run_batch(
         if workers <= 0:
             current: dict = {}
             for index, path in enumerate(todo):
-                for message in _safe_messages(index, path, max_frames):
+                for message in _safe_messages(index, path, max_frames, keep_thumbnails):
                     handle(message, current)
         else:
-            _run_with_workers(todo, workers, max_frames, handle, record)
+            _run_with_workers(todo, workers, max_frames, handle, record, keep_thumbnails)
     except KeyboardInterrupt:
         summary.interrupted = True
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
 
-def _run_with_workers(todo: list[str], workers: int, max_frames: int, handle, record) -> None:
+def _run_with_workers(todo: list[str], workers: int, max_frames: int, handle, record, thumbnails: int = 0) -> None:
     ctx = mp.get_context("spawn")  # fork after torch's thread pools start is unsafe
     tasks = ctx.Queue()
     results = ctx.Queue(maxsize=2 * workers + 2)  # bounded: decoders wait for the model, memory stays flat
@@ -303,7 +330,7 @@ def _run_with_workers(todo: list[str], workers: int, max_frames: int, handle, re
         tasks.put(None)
 
     def spawn():
-        p = ctx.Process(target=_worker_main, args=(tasks, results, max_frames), daemon=True)
+        p = ctx.Process(target=_worker_main, args=(tasks, results, max_frames, thumbnails), daemon=True)
         p.start()
         return p
 
