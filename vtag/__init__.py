@@ -33,14 +33,17 @@ __all__ = ["classify", "extract", "train", "evaluate", "load_model", "TrainConfi
 
 
 def classify(inputs: str | Path | Iterable[str | Path], model: str | Path | None = None, top_k: int = 5,
-             device: str = "auto", random_weights: bool = False, skip_bad: bool = False) -> Iterator[Prediction]:
+             device: str = "auto", random_weights: bool = False, skip_bad: bool = False,
+             segments: float | None = None, thumbnails: int = 0) -> Iterator[Prediction]:
     """Tag video/audio files, or every record of YT8M record files: one `Prediction` per video.
-    `model` is a model folder or a trained registry name; None is the shipped default."""
+    `model` is a model folder or a trained registry name; None is the shipped default.
+    `segments=5` adds `Prediction.segments`: labels per 5-second window (frame-level records need no
+    decoding); `thumbnails=N` keeps up to N small keyframes of each media file in `Prediction.thumbnails`."""
     from vtag.tasks.classify import classify_paths
 
     paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     return classify_paths(paths, model=model, top_k=top_k, device=device, random_weights=random_weights,
-                          skip_bad=skip_bad)
+                          skip_bad=skip_bad, segments=segments, thumbnails=thumbnails)
 
 
 def extract(video: str | Path, random_weights: bool = False, device: str = "cpu") -> VideoFeatures:

@@ -118,6 +118,8 @@ def classify(
     output: Path = typer.Option(None, "--output", "-o", help="With --format kaggle: the CSV file to write."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable records in record files instead of stopping."),
     random_weights: bool = typer.Option(False, "--random-weights", help=RANDOM_WEIGHTS_HELP),
+    segments: float = typer.Option(None, "--segments", help="Also tag each window of this many seconds (YT8M 2019: 5); JSON gets `segments`."),
+    plot: Path = typer.Option(None, "--plot", help="Draw a tag timeline (.png or .svg) of the one input; needs vtag[plot]."),
 ) -> None:
     """Tag videos, audio files or YT8M record files with the top labels of a fusion model."""
     import json
@@ -132,9 +134,13 @@ def classify(
         raise VtagError(f"--format {fmt}: use table, json or kaggle")
     if fmt == "kaggle" and output is None:
         raise VtagError("--format kaggle writes a CSV file: add -o FILE.csv")
+    from vtag.cli.report import plot_hook
+
+    segments, thumbnails, after = plot_hook(inputs, plot, segments)
     if random_weights:
         _warn_random_weights()
-    predictions = classify_paths(inputs, model=model, top_k=top_k, device=device, random_weights=random_weights, skip_bad=skip_bad)
+    predictions = after(classify_paths(inputs, model=model, top_k=top_k, device=device, random_weights=random_weights,
+                                       skip_bad=skip_bad, segments=segments, thumbnails=thumbnails))
     if fmt == "kaggle":
         rows = list(kaggle_rows(predictions))
         atomic_write_text(output, rows)
@@ -157,6 +163,10 @@ def classify(
         for rank, label in enumerate(p.labels, 1):
             table.add_row(str(rank), label.name, f"{label.score:.3f}", label.vertical or "")
         console.print(table)
+        if p.segments:
+            from vtag.cli.report import segments_table
+
+            console.print(segments_table(p))
 
 
 @app.command()
@@ -176,6 +186,9 @@ def batch(
     ray_address: str = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
     merge: Path = typer.Option(None, "--merge", help="Join the results files given as arguments into this file (refuses a file found in two parts)."),
     expect: list[str] = typer.Option([], "--expect", help="With --merge: the folders the jobs tagged; files no part holds are reported missing."),
+    segments: float = typer.Option(None, "--segments", help="Also tag each window of this many seconds (JSONL only)."),
+    report: Path = typer.Option(None, "--report", help="Also write an HTML report of the results file (.html)."),
+    thumbnails: bool = typer.Option(None, "--thumbnails/--no-thumbnails", help="Keep a small keyframe JPEG in each JSONL line (default: on with --report)."),
 ) -> None:
     """Tag every video or audio file in folders; resumable. Exit code 1 when some files failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -189,6 +202,10 @@ def batch(
         return
     if output is None:
         raise VtagError("vtag batch needs -o results.jsonl (or .csv): the file results go to, and resume from")
+    if report is not None and report.suffix.lower() not in (".html", ".htm"):
+        raise VtagError(f"--report {report}: the report is an HTML page: give a .html file name")
+    if thumbnails is None:
+        thumbnails = report is not None and output.suffix.lower() in (".jsonl", ".json", ".ndjson")
     run = run_batch
     if ray or ray_address is not None:
         from functools import partial
@@ -222,12 +239,18 @@ def batch(
     with progress:
         summary = run(folders, output, recursive=recursive, workers=workers, model=model, device=device,
                             random_weights=random_weights, retry_failed=retry_failed, top_k=top_k,
-                            max_frames=max_frames, on_file=on_file, on_start=on_start, shard=shard)
+                            max_frames=max_frames, on_file=on_file, on_start=on_start, shard=shard,
+                            segments=segments, thumbnails=thumbnails)
     rate = summary.video_seconds / summary.elapsed_s if summary.elapsed_s else 0.0
     err_console.print(
         f"{summary.done} tagged, {summary.failed} failed, {summary.skipped} already done (of {summary.total}); "
         f"{summary.video_seconds:.0f} video-seconds in {summary.elapsed_s:.1f} s ({rate:.1f} video-s/s); results in {output}"
     )
+    if report is not None:
+        from vtag.tasks.report import write_report
+
+        page, cards = write_report(output, report)
+        err_console.print(f"report: {page} ({cards} videos)", highlight=False)
     if summary.interrupted:
         err_console.print("[yellow]interrupted:[/] rerun the same command to resume")
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -44,9 +44,16 @@ def train_command(
     stream: bool = typer.Option(False, "--stream", help="Stream records each epoch instead of loading them once."),
     save_dtype: str = typer.Option("float32", "--save-dtype", help="float32, float16, int8 or int4 (weight matrices) for model.safetensors."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad records instead of stopping."),
+    plot: bool = typer.Option(False, "--plot", help="Draw loss and validation GAP per epoch to --out/curves.png (needs vtag[plot])."),
 ) -> None:
-    """Train a model on YT8M records (AdamW + BCE); checkpoints in --out/best and --out/last."""
+    """Train a model on YT8M records (AdamW + BCE); checkpoints in --out/best and --out/last; per-epoch
+    metrics in --out/metrics.csv and TensorBoard event files."""
     from vtag.tasks.train import TrainConfig, train as run_training
+
+    if plot:
+        from vtag.tasks.plots import require_matplotlib
+
+        require_matplotlib()  # before training, not after an hour of it
 
     overrides = {k: v for k, v in (("hidden", hidden), ("attention_dim", attention_dim), ("num_heads", num_heads),
                                                  ("input_norm", input_norm), ("experts", experts)) if v is not None}
@@ -59,6 +66,10 @@ def train_command(
     result = run_training(config, progress=sys.stderr.isatty(), log=lambda line: console.print(line, highlight=False))
     best = f", best valid GAP {result.best_gap:.4f} in {result.out / 'best'}" if result.best_gap is not None else ""
     console.print(f"done: {result.epochs_done} epochs, last checkpoint in {result.out / 'last'}{best}", highlight=False)
+    if plot:
+        from vtag.tasks.training_log import write_curves
+
+        console.print(f"curves: {write_curves(result.out)}", highlight=False)
 
 
 @app.command("eval")

@@ -182,9 +182,11 @@ class FeatureExtractor:
 
     # ---- one file, end to end -------------------------------------------------------------------
 
-    def extract(self, path: str | Path, progress: ProgressFn | None = None) -> VideoFeatures:
+    def extract(self, path: str | Path, progress: ProgressFn | None = None,
+                on_frame: Callable[[float, np.ndarray], None] | None = None) -> VideoFeatures:
         """Decode, run both networks and quantize one file. Raises VtagError naming the file when it
-        cannot be read or holds nothing to extract."""
+        cannot be read or holds nothing to extract. `on_frame(time_s, rgb)` sees each sampled frame
+        (e.g. a thumbnails.ThumbnailKeeper) before it is dropped."""
         from vtag.io.remote import is_url, stem
 
         path = path if is_url(path) else Path(path)
@@ -200,6 +202,8 @@ class FeatureExtractor:
             def frames() -> Iterator[np.ndarray]:
                 for frame in media.sample_frames_timed(path, max_frames=self.max_frames):
                     times.append(frame.time_s)
+                    if on_frame is not None:
+                        on_frame(frame.time_s, frame.rgb)
                     if progress is not None:
                         progress(frame.time_s, total)
                     yield frame.rgb

@@ -30,6 +30,7 @@ from vtag.io.atomic import atomic_write_text
 from vtag.errors import VtagError
 
 FRAMES_PER_CHUNK = 16
+THUMBNAILS_PER_FILE = 3  # the report shows the middle one; the worker sends these few small ones only
 EXIT_SOME_FAILED = 1
 
 
@@ -155,21 +156,28 @@ class ResultsFile:
 # ---- decoding workers -----------------------------------------------------------------------------
 
 
-def decode_messages(index: int, path: str, max_frames: int):
-    """The messages a worker sends for one file: frame chunks, then log-mel examples, then done."""
+def decode_messages(index: int, path: str, max_frames: int, thumbnails: int = 0):
+    """The messages a worker sends for one file: frame chunks, small thumbnails (when asked for),
+    then log-mel examples, then done."""
     from vtag.features import media
+    from vtag.features.thumbnails import ThumbnailKeeper
     from vtag.features.vggish import log_mel_examples
 
     info = media.probe(path)
     chunk: list[np.ndarray] = []
     if info.has_video:
-        for frame in media.sample_frames(path, max_frames=max_frames):
-            chunk.append(frame)
+        keeper = ThumbnailKeeper(thumbnails) if thumbnails else None
+        for frame in media.sample_frames_timed(path, max_frames=max_frames):
+            chunk.append(frame.rgb)
+            if keeper is not None:
+                keeper.add(frame.time_s, frame.rgb)
             if len(chunk) == FRAMES_PER_CHUNK:
                 yield ("frames", index, np.stack(chunk))
                 chunk = []
         if chunk:
             yield ("frames", index, np.stack(chunk))
+        if keeper is not None:
+            yield ("thumbnails", index, keeper.thumbnails())
     if info.has_audio:
         # Rows past max_frames seconds are cut anyway; bounded like FeatureExtractor.extract.
         waveform = media.read_audio(path, max_seconds=max_frames + 1)
@@ -177,21 +185,21 @@ def decode_messages(index: int, path: str, max_frames: int):
     yield ("done", index, (info.has_video, info.has_audio, info.duration_s))
 
 
-def _safe_messages(index: int, path: str, max_frames: int):
+def _safe_messages(index: int, path: str, max_frames: int, thumbnails: int = 0):
     try:
-        yield from decode_messages(index, path, max_frames)
+        yield from decode_messages(index, path, max_frames, thumbnails)
     except VtagError as exc:
         yield ("error", index, str(exc))
     except Exception as exc:  # a decoder bug must cost one file, not the batch
         yield ("error", index, f"{path}: {type(exc).__name__}: {exc}")
 
 
-def _worker_main(tasks, results, max_frames: int) -> None:
+def _worker_main(tasks, results, max_frames: int, thumbnails: int = 0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     while (task := tasks.get()) is not None:
         index, path = task
         results.put(("start", index, os.getpid()))
-        for message in _safe_messages(index, path, max_frames):
+        for message in _safe_messages(index, path, max_frames, thumbnails):
             results.put(message)
 
 
@@ -201,10 +209,11 @@ def _worker_main(tasks, results, max_frames: int) -> None:
 class _Assembler:
     """Collects one file's frames and audio, runs the extractors on them, tags the result."""
 
-    def __init__(self, tagger: Tagger, top_k: int):
-        self.tagger, self.top_k = tagger, top_k
+    def __init__(self, tagger: Tagger, top_k: int, segments: float | None = None):
+        self.tagger, self.top_k, self.segments = tagger, top_k, segments
         self.visual: dict[int, list[np.ndarray]] = {}
         self.audio: dict[int, np.ndarray] = {}
+        self.thumbnails: dict[int, list] = {}
 
     def frames(self, index: int, frames: np.ndarray) -> None:
         self.visual.setdefault(index, []).append(self.tagger.extractor.visual_features(frames))
@@ -218,11 +227,16 @@ class _Assembler:
         visual = np.concatenate(chunks) if chunks else None
         audio = self.audio.pop(index, None)
         features = self.tagger.extractor.assemble(Path(path).stem, visual, audio, duration)
-        return self.tagger.classify_features(features, self.top_k, path, path), duration
+        prediction = self.tagger.classify_features(features, self.top_k, path, path)
+        prediction.thumbnails = self.thumbnails.pop(index, [])
+        from vtag.tasks.segments import add_segments
+
+        return add_segments(prediction, self.tagger, features, self.segments, self.top_k), duration
 
     def drop(self, index: int) -> None:
         self.visual.pop(index, None)
         self.audio.pop(index, None)
+        self.thumbnails.pop(index, None)
 
 
 def run_batch(
@@ -240,15 +254,28 @@ def run_batch(
     on_start: Callable[[BatchSummary], None] | None = None,
     shard: str | None = None,
     results_from: Callable | None = None,
+    segments: float | None = None,
+    thumbnails: bool = False,
 ) -> BatchSummary:
     """Tag every media file under `folders` into `output`; returns counts. `on_file(path, error,
     summary)` is called after each file (for progress display). `shard` "I/N" tags only this job's
     share of the files (vtag.io.shard). `results_from(todo, tagger)`, when given, yields (index,
     prediction, error, seconds) per file in place of decoding here (vtag.tasks.distributed.batch_on_ray
-    runs them on Ray); the results file, resume and counts stay this function's."""
+    runs them on Ray); the results file, resume and counts stay this function's. `segments=S` adds
+    labels per S-second window to each JSONL line; `thumbnails` adds a small keyframe JPEG (a data: URI,
+    a few KB) to each JSONL line for `vtag report`."""
     from vtag.io.shard import canonical_names, parse_shard, select_shard
 
     results = ResultsFile(output)
+    if segments:
+        from vtag.tasks.segments import check_seconds
+
+        check_seconds(segments)
+    if (segments or thumbnails) and results.format != "jsonl":
+        raise VtagError(f"{results.path}: segments and thumbnails go in JSONL results only: use a .jsonl file")
+    if (segments or thumbnails) and results_from is not None:
+        raise VtagError("--segments and --thumbnails/--report are not available with --ray yet: run without --ray")
+    keep_thumbnails = THUMBNAILS_PER_FILE if thumbnails else 0
     roots: dict[str, str] = {}
     files = find_media(folders, recursive, roots)
     if not files:
@@ -265,7 +292,7 @@ def run_batch(
     if on_start:
         on_start(summary)
     started = time.perf_counter()
-    assembler = _Assembler(tagger, top_k)
+    assembler = _Assembler(tagger, top_k, segments)
 
     inference_errors: dict[int, str] = {}  # a file whose frames broke the model fails alone
 
@@ -274,6 +301,8 @@ def run_batch(
         path = todo[index]
         if kind == "start":
             current[message[2]] = index
+        elif kind == "thumbnails":
+            assembler.thumbnails[index] = message[2]
         elif kind in ("frames", "audio"):
             if index in inference_errors:
                 return
@@ -314,17 +343,17 @@ def run_batch(
         elif workers <= 0:
             current: dict = {}
             for index, path in enumerate(todo):
-                for message in _safe_messages(index, path, max_frames):
+                for message in _safe_messages(index, path, max_frames, keep_thumbnails):
                     handle(message, current)
         else:
-            _run_with_workers(todo, workers, max_frames, handle, record)
+            _run_with_workers(todo, workers, max_frames, handle, record, keep_thumbnails)
     except KeyboardInterrupt:
         summary.interrupted = True
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
 
-def _run_with_workers(todo: list[str], workers: int, max_frames: int, handle, record) -> None:
+def _run_with_workers(todo: list[str], workers: int, max_frames: int, handle, record, thumbnails: int = 0) -> None:
     ctx = mp.get_context("spawn")  # fork after torch's thread pools start is unsafe
     tasks = ctx.Queue()
     results = ctx.Queue(maxsize=2 * workers + 2)  # bounded: decoders wait for the model, memory stays flat
@@ -335,7 +364,7 @@ def _run_with_workers(todo: list[str], workers: int, max_frames: int, handle, re
         tasks.put(None)
 
     def spawn():
-        p = ctx.Process(target=_worker_main, args=(tasks, results, max_frames), daemon=True)
+        p = ctx.Process(target=_worker_main, args=(tasks, results, max_frames, thumbnails), daemon=True)
         p.start()
         return p
 

@@ -41,6 +41,8 @@ class Prediction:
     path: str = ""  # the file the prediction came from
     missing: list[str] = field(default_factory=list)  # "audio" and/or "video"
     random_weights: bool = False
+    segments: list | None = None  # [segments.Segment] when asked for (--segments)
+    thumbnails: list = field(default_factory=list, repr=False)  # [(time_s, small rgb)] when asked for
 
     def to_json(self) -> dict:
         out = {
@@ -53,6 +55,8 @@ class Prediction:
         if self.random_weights:
             out["random_weights"] = True
             out["warning"] = "features from randomly initialised extractors: labels are not meaningful"
+        if self.segments is not None:
+            out["segments"] = [segment.to_json() for segment in self.segments]
         return out
 
 
@@ -120,16 +124,17 @@ def is_record_file(path: Path | str) -> bool:
     return (suffix(path) if isinstance(path, str) else path.suffix.lower()) in RECORD_SUFFIXES
 
 
-def classify_records(tagger: Tagger, path: Path, top_k: int, skip_bad: bool = False) -> Iterator[Prediction]:
+def classify_records(tagger: Tagger, path: Path, top_k: int, skip_bad: bool = False,
+                     segments: float | None = None) -> Iterator[Prediction]:
     from vtag.io.records import pool_frames, read_records
 
     batch: list = []
 
     def flush():
-        visual = np.stack([v for _, v, _ in batch])
-        audio = np.stack([a for _, _, a in batch])
-        for (rid, _, _), scores in zip(batch, tagger.scores(visual, audio)):
-            yield Prediction(rid, tagger.top_labels(scores, top_k), tagger.model_name, str(path))
+        visual = np.stack([v for _, v, _, _ in batch])
+        audio = np.stack([a for _, _, a, _ in batch])
+        for (rid, _, _, parts), scores in zip(batch, tagger.scores(visual, audio)):
+            yield Prediction(rid, tagger.top_labels(scores, top_k), tagger.model_name, str(path), segments=parts)
         batch.clear()
 
     for record in read_records([path], skip_bad=skip_bad):
@@ -142,7 +147,15 @@ def classify_records(tagger: Tagger, path: Path, top_k: int, skip_bad: bool = Fa
             )
         else:
             visual, audio = record.rgb, record.audio
-        batch.append((record.id, visual, audio))
+        parts = None
+        if segments:
+            from vtag.tasks.segments import score_segments
+
+            if record.rgb.ndim != 2:
+                raise VtagError(f"{path}: --segments needs frame-level records; video-level ones hold one mean per "
+                                "video (`vtag extract --level frame` writes frame-level records)")
+            parts = score_segments(tagger, record.rgb, record.audio, segments, top_k=top_k)
+        batch.append((record.id, visual, audio, parts))
         if len(batch) == 512:
             yield from flush()
     if batch:
@@ -157,9 +170,13 @@ def classify_paths(
     random_weights: bool = False,
     skip_bad: bool = False,
     tagger: Tagger | None = None,
+    segments: float | None = None,
+    thumbnails: int = 0,
 ) -> Iterator[Prediction]:
     """Tag each input: every record of a record file, or a whole media file. Raises VtagError on the
-    first input that cannot be read; `run_batch` is the tool for many files that must not stop."""
+    first input that cannot be read; `run_batch` is the tool for many files that must not stop.
+    `segments=S` adds labels per S-second window (vtag.tasks.segments); `thumbnails=N` keeps up to N small
+    keyframes of each media file in `Prediction.thumbnails`."""
     from vtag.io.remote import is_url
 
     paths = [raw if is_url(raw) else Path(raw) for raw in inputs]
@@ -173,10 +190,16 @@ def classify_paths(
     tagger = tagger or Tagger(model, device=device, random_weights=random_weights)
     for path in paths:
         if is_record_file(path):
-            yield from classify_records(tagger, path, top_k, skip_bad)
+            yield from classify_records(tagger, path, top_k, skip_bad, segments)
         else:
-            features = tagger.extractor.extract(path)
-            yield tagger.classify_features(features, top_k, str(path), str(path))
+            from vtag.tasks.segments import add_segments
+            from vtag.features.thumbnails import ThumbnailKeeper
+
+            keeper = ThumbnailKeeper(thumbnails) if thumbnails else None
+            features = tagger.extractor.extract(path, on_frame=keeper.add if keeper else None)
+            prediction = tagger.classify_features(features, top_k, str(path), str(path))
+            prediction.thumbnails = keeper.thumbnails() if keeper else []
+            yield add_segments(prediction, tagger, features, segments, top_k)
 
 
 def kaggle_rows(predictions: Iterable[Prediction]) -> Iterator[str]:
@@ -200,6 +223,10 @@ def prediction_line(prediction: Prediction | None, path: str, error: str | None,
         if error is not None:
             return json.dumps({"path": path, "error": error}, ensure_ascii=False) + "\n"
         entry = {"path": path, **{k: v for k, v in prediction.to_json().items() if k not in ("source", "path")}}
+        if prediction.thumbnails:  # the keyframe the HTML report shows, inline (a few KB)
+            from vtag.features.thumbnails import keyframe_uri
+
+            entry["thumbnail"] = keyframe_uri(prediction.thumbnails)
         return json.dumps(entry, ensure_ascii=False) + "\n"
     if error is not None:
         return csv_line([path, "", error])

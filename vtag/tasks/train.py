@@ -252,6 +252,9 @@ def _train(config, dist, device, state, checkpoint, progress, on_step, log,
                                                                                  dtype=config.save_dtype))
 
     bar = _Progress(progress and dist.main, total_steps, global_step)
+    from vtag.tasks.training_log import TrainingLog
+
+    training_log = TrainingLog(config.out_dir) if dist.main else None  # metrics.csv + TensorBoard events
     try:
         while epoch < config.epochs:
             t0, seen, loss_sum, loss_count = time.perf_counter(), 0, 0.0, 0
@@ -305,6 +308,7 @@ def _train(config, dist, device, state, checkpoint, progress, on_step, log,
             epoch, step_in_epoch = epoch + 1, 0
             if dist.main:
                 save_checkpoint(epoch, 0, record.get("valid"), is_best)
+                training_log.epoch_done(history)
             dist.barrier()
     except KeyboardInterrupt:
         if dist.main:
