@@ -93,6 +93,7 @@ def classify(
     output: Path = typer.Option(None, "--output", "-o", help="With --format kaggle: the CSV file to write."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable records in record files instead of stopping."),
     random_weights: bool = typer.Option(False, "--random-weights", help=RANDOM_WEIGHTS_HELP),
+    runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: the fusion model in onnxruntime (pip install 'vtag[onnx]')."),
 ) -> None:
     """Tag videos, audio files or YT8M record files with the top labels of a fusion model."""
     import json
@@ -109,7 +110,8 @@ def classify(
         raise VtagError("--format kaggle writes a CSV file: add -o FILE.csv")
     if random_weights:
         _warn_random_weights()
-    predictions = classify_paths(inputs, model=model, top_k=top_k, device=device, random_weights=random_weights, skip_bad=skip_bad)
+    predictions = classify_paths(inputs, model=model, top_k=top_k, device=device, random_weights=random_weights, skip_bad=skip_bad,
+                                 runtime=runtime)
     if fmt == "kaggle":
         rows = list(kaggle_rows(predictions))
         atomic_write_text(output, rows)
@@ -146,6 +148,7 @@ def batch(
     max_frames: int = typer.Option(300, "--max-frames", min=1, help="At most this many seconds per video, as YT8M."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry files that failed in an earlier run."),
     random_weights: bool = typer.Option(False, "--random-weights", help=RANDOM_WEIGHTS_HELP),
+    runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: the fusion model in onnxruntime (pip install 'vtag[onnx]')."),
 ) -> None:
     """Tag every video or audio file in folders; resumable. Exit code 1 when some files failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -177,7 +180,7 @@ def batch(
     with progress:
         summary = run_batch(folders, output, recursive=recursive, workers=workers, model=model, device=device,
                             random_weights=random_weights, retry_failed=retry_failed, top_k=top_k,
-                            max_frames=max_frames, on_file=on_file, on_start=on_start)
+                            max_frames=max_frames, on_file=on_file, on_start=on_start, runtime=runtime)
     rate = summary.video_seconds / summary.elapsed_s if summary.elapsed_s else 0.0
     err_console.print(
         f"{summary.done} tagged, {summary.failed} failed, {summary.skipped} already done (of {summary.total}); "

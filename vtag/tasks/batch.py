@@ -222,6 +222,7 @@ def run_batch(
     max_frames: int = 300,
     on_file: Callable[[str, str | None, BatchSummary], None] | None = None,
     on_start: Callable[[BatchSummary], None] | None = None,
+    runtime: str = "torch",
 ) -> BatchSummary:
     """Tag every media file under `folders` into `output`; returns counts. `on_file(path, error,
     summary)` is called after each file (for progress display)."""
@@ -229,7 +230,7 @@ def run_batch(
     files = find_media(folders, recursive)
     if not files:
         raise VtagError(f"no video or audio files found in {', '.join(map(str, folders))}" + ("" if recursive else " (add --recursive for subfolders)"))
-    tagger = Tagger(model, device=device, random_weights=random_weights)
+    tagger = Tagger(model, device=device, random_weights=random_weights, runtime=runtime)
     tagger.extractor  # load (or fail on missing weights) before any worker starts
     finished, failed_before = results.prepare(retry_failed)
     todo = [str(p) for p in files if str(p) not in finished and str(p) not in failed_before]
