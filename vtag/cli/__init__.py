@@ -2,8 +2,8 @@
 
 `vtag.cli.app` holds the Typer app and `main`; each module beside it registers one group of commands:
 `data` (info, labels, models), `training` (train, eval, memory, ensemble), `weights`, `tagging`
-(extract, classify, batch), `report`. Errors the user can fix arrive as `VtagError` and are printed as one line
-(exit code 2).
+(extract, classify, batch), `report`, `export` (ONNX). Errors the user can fix arrive as `VtagError`
+and are printed as one line (exit code 2).
 """
 
 # each module registers its commands on app; imported in the order `vtag --help` lists them
@@ -12,6 +12,7 @@ from vtag.cli import training  # noqa: F401
 from vtag.cli import weights  # noqa: F401
 from vtag.cli import tagging  # noqa: F401
 from vtag.cli import report  # noqa: F401
+from vtag.cli import export  # noqa: F401
 from vtag.cli.app import app, main
 
 __all__ = ["app", "main"]

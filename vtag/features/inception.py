@@ -69,7 +69,7 @@ def tf1_resize_bilinear(images: Tensor, size: int = INPUT_SIZE) -> Tensor:
     `tf1_resize_matrix`), so this gathers and blends them: multiplying by the dense matrices instead
     costs more than the network itself on a 1080p frame. Gathering before the cast to float also
     keeps full-size float frames out of memory."""
-    _, _, height, width = images.shape
+    height, width = int(images.shape[2]), int(images.shape[3])  # ints: an ONNX export fixes the frame size
     lo_r, hi_r, w_r = (t.to(images.device) for t in _tf1_taps_tensors(height, size))
     lo_c, hi_c, w_c = (t.to(images.device) for t in _tf1_taps_tensors(width, size))
     # Along x first, then y, as TensorFlow's kernel does (top and bottom lerps, then between them):

@@ -256,6 +256,7 @@ def run_batch(
     results_from: Callable | None = None,
     segments: float | None = None,
     thumbnails: bool = False,
+    runtime: str = "torch",
 ) -> BatchSummary:
     """Tag every media file under `folders` into `output`; returns counts. `on_file(path, error,
     summary)` is called after each file (for progress display). `shard` "I/N" tags only this job's
@@ -275,6 +276,8 @@ def run_batch(
         raise VtagError(f"{results.path}: segments and thumbnails go in JSONL results only: use a .jsonl file")
     if (segments or thumbnails) and results_from is not None:
         raise VtagError("--segments and --thumbnails/--report are not available with --ray yet: run without --ray")
+    if runtime != "torch" and results_from is not None:
+        raise VtagError(f"--runtime {runtime} is not available with --ray yet: the Ray actors score with PyTorch")
     keep_thumbnails = THUMBNAILS_PER_FILE if thumbnails else 0
     roots: dict[str, str] = {}
     files = find_media(folders, recursive, roots)
@@ -284,7 +287,7 @@ def run_batch(
         names = [str(f) for f in files]
         chosen = set(select_shard(names, canonical_names(names, roots), parse_shard(shard)))
         files = [f for f in files if str(f) in chosen]
-    tagger = Tagger(model, device=device, random_weights=random_weights)
+    tagger = Tagger(model, device=device, random_weights=random_weights, runtime=runtime)
     tagger.extractor  # load (or fail on missing weights) before any worker starts
     finished, failed_before = results.prepare(retry_failed)
     todo = [str(p) for p in files if str(p) not in finished and str(p) not in failed_before]

@@ -63,13 +63,14 @@ class Prediction:
 class Tagger:
     """A trained fusion model with its vocabulary, ready to score pooled features."""
 
-    def __init__(self, model: str | Path | None = None, device: str = "auto", random_weights: bool = False):
+    def __init__(self, model: str | Path | None = None, device: str = "auto", random_weights: bool = False,
+                 runtime: str = "torch"):
         from vtag.tasks.evaluate import load_for_evaluation
         from vtag.devices import resolve_device
         from vtag.io.vocab import load_vocabulary
 
         self.device = resolve_device(device)
-        self.model, meta, self.model_dir = load_for_evaluation(model, self.device)
+        self.model, meta, self.model_dir = load_for_evaluation(model, self.device, runtime)
         self.model_name = meta.get("name") or self.model.config.name
         self.input_spec = self.model.config.input_spec
         vocab_ref = meta.get("vocabulary", "2018")
@@ -172,6 +173,7 @@ def classify_paths(
     tagger: Tagger | None = None,
     segments: float | None = None,
     thumbnails: int = 0,
+    runtime: str = "torch",
 ) -> Iterator[Prediction]:
     """Tag each input: every record of a record file, or a whole media file. Raises VtagError on the
     first input that cannot be read; `run_batch` is the tool for many files that must not stop.
@@ -187,7 +189,7 @@ def classify_paths(
             raise VtagError(f"{path}: no such file")
         if path.is_dir():
             raise VtagError(f"{path} is a folder: use `vtag batch {path}` to tag every video in it")
-    tagger = tagger or Tagger(model, device=device, random_weights=random_weights)
+    tagger = tagger or Tagger(model, device=device, random_weights=random_weights, runtime=runtime)
     for path in paths:
         if is_record_file(path):
             yield from classify_records(tagger, path, top_k, skip_bad, segments)

@@ -16,8 +16,14 @@ from vtag.errors import VtagError
 from vtag.tasks.metrics import EvaluationMetrics
 
 
-def load_for_evaluation(model=None, device: str = "auto"):
-    """(model in eval mode on `device`, its config.json dict, the model folder)."""
+def load_for_evaluation(model=None, device: str = "auto", runtime: str = "torch"):
+    """(model in eval mode on `device`, its config.json dict, the model folder). With runtime "onnx",
+    an onnxruntime scorer of the exported model instead (vtag/tasks/onnx_runtime.py) and its export folder."""
+    if runtime != "torch":
+        from vtag.tasks.onnx_runtime import check_runtime, load_onnx_scorer
+
+        check_runtime(runtime)
+        return load_onnx_scorer(model)
     from vtag.models.storage import resolve_model_dir
     from vtag.models.storage import load_model
 
@@ -56,11 +62,11 @@ def load_features(records, input_spec: str, num_classes: int, skip_bad: bool = F
     return np.stack(visual).astype(np.float32), np.stack(audio).astype(np.float32), labels
 
 
-def _prepare(records, model, device: str, skip_bad: bool):
+def _prepare(records, model, device: str, skip_bad: bool, runtime: str = "torch"):
     from vtag.devices import resolve_device
 
     device = resolve_device(device)
-    net, meta, directory = load_for_evaluation(model, device)
+    net, meta, directory = load_for_evaluation(model, device, runtime)
     config = net.config
     visual, audio, labels = load_features(records, config.input_spec, config.num_classes, skip_bad)
     missing = sum(1 for lab in labels if lab is None)
@@ -73,6 +79,11 @@ def _prepare(records, model, device: str, skip_bad: bool):
 def score_batches(net, visual: np.ndarray, audio: np.ndarray, batch_size: int, device: str, dtype):
     """Sigmoid scores batch by batch. float64 keeps confident scores apart: in float32, sigmoid of any
     logit above ~17 is exactly 1.0, and such ties would leave their GAP order to the tie rule."""
+    if getattr(net, "runtime", "torch") == "onnx":  # vtag.tasks.onnx_runtime.OnnxScorer: probabilities already
+        for start in range(0, len(visual), batch_size):
+            end = start + batch_size
+            yield start, net.probabilities(visual[start:end], audio[start:end]).astype(dtype, copy=False)
+        return
     import torch
 
     with torch.inference_mode():
@@ -84,10 +95,10 @@ def score_batches(net, visual: np.ndarray, audio: np.ndarray, batch_size: int, d
 
 
 def predict(records, model=None, batch_size: int = 1024, device: str = "auto", skip_bad: bool = False,
-            dtype=np.float32):
+            dtype=np.float32, runtime: str = "torch"):
     """Sigmoid scores [N, C] (`dtype`) of a model on record files, the records' labels, and the model's
     config.json dict (plus `model_dir`). Records without labels are an error (nothing to score against)."""
-    net, meta, visual, audio, labels, device = _prepare(records, model, device, skip_bad)
+    net, meta, visual, audio, labels, device = _prepare(records, model, device, skip_bad, runtime)
     scores = np.empty((len(visual), net.config.num_classes), dtype)
     for start, batch in score_batches(net, visual, audio, batch_size, device, dtype):
         scores[start:start + len(batch)] = batch
@@ -95,18 +106,19 @@ def predict(records, model=None, batch_size: int = 1024, device: str = "auto", s
 
 
 def evaluate(records, model=None, batch_size: int = 1024, device: str = "auto", threshold: float = 0.5,
-             top_k: int = 20, skip_bad: bool = False) -> dict:
+             top_k: int = 20, skip_bad: bool = False, runtime: str = "torch") -> dict:
     """Metrics of `model` (None: the shipped default) on labelled record files, as
     `EvaluationMetrics.summary()` plus `model` (its folder) and `model_name`. Scores are float64."""
     if not 0.0 <= threshold <= 1.0:
         raise VtagError(f"--threshold {threshold} is not a probability: use a value in [0, 1]")
     if batch_size < 1:
         raise VtagError(f"--batch-size must be >= 1, got {batch_size}")
-    net, meta, visual, audio, labels, device = _prepare(records, model, device, skip_bad)
+    net, meta, visual, audio, labels, device = _prepare(records, model, device, skip_bad, runtime)
     metrics = EvaluationMetrics(net.config.num_classes, top_k=top_k, threshold=threshold)
     for start, scores in score_batches(net, visual, audio, batch_size, device, np.float64):
         metrics.accumulate(scores, labels[start:start + len(scores)])
     result = metrics.summary()
     result["model"] = str(Path(meta["model_dir"]))
     result["model_name"] = meta.get("name", "")
+    result["runtime"] = runtime
     return result
