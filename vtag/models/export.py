@@ -208,6 +208,12 @@ def gemm_to_matmul(proto) -> None:
                                            name=node.name + "_matmul"))
         if len(node.input) > 2:
             nodes.append(onnx.helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=node.name + "_add"))
+    _replace_nodes(graph, nodes)
+
+
+def _replace_nodes(graph, nodes) -> None:
+    """Give `graph` the node list `nodes`, dropping the initializers no node reads any more (the
+    float weights a rewritten node replaced), so the file does not carry both copies."""
     del graph.node[:]
     graph.node.extend(nodes)
     used = {name for node in graph.node for name in node.input}
@@ -267,12 +273,7 @@ def quantize_int4(proto):
         nodes.append(onnx.helper.make_node("MatMulNBits", [node.input[0], base + "_int4", base + "_int4_scale"],
                                            list(node.output), name=node.name + "_int4", domain="com.microsoft",
                                            K=k, N=n, bits=4, block_size=INT4_BLOCK))
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    _replace_nodes(graph, nodes)
     if not any(o.domain == "com.microsoft" for o in proto.opset_import):
         proto.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     return proto
