@@ -9,6 +9,7 @@ and are printed as one line (exit code 2).
 # each module registers its commands on app; imported in the order `vtag --help` lists them
 from vtag.cli import data  # noqa: F401, I001
 from vtag.cli import training  # noqa: F401
+from vtag.cli import transfer  # noqa: F401
 from vtag.cli import weights  # noqa: F401
 from vtag.cli import tagging  # noqa: F401
 from vtag.cli import report  # noqa: F401

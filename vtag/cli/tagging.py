@@ -100,6 +100,10 @@ RANDOM_WEIGHTS_HELP = (
 )
 
 
+VOCAB_HELP = ("Labels for raw videos: 2018 (3,862 classes, default) or 2017 (4,716, the paper's); picks the shipped "
+              "model of that vocabulary. Record files use their own (detected).")
+
+
 def _warn_random_weights() -> None:
     err_console.print(
         "[bold yellow]warning:[/] --random-weights: features come from randomly initialised extractors; "
@@ -121,6 +125,7 @@ def classify(
     segments: float = typer.Option(None, "--segments", help="Also tag each window of this many seconds (YT8M 2019: 5); JSON gets `segments`."),
     plot: Path = typer.Option(None, "--plot", help="Draw a tag timeline (.png or .svg) of the one input; needs vtag[plot]."),
     runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: the fusion model in onnxruntime (pip install 'vtag[onnx]')."),
+    vocab: str = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
     """Tag videos, audio files or YT8M record files with the top labels of a fusion model."""
     import json
@@ -141,7 +146,8 @@ def classify(
     if random_weights:
         _warn_random_weights()
     predictions = after(classify_paths(inputs, model=model, top_k=top_k, device=device, random_weights=random_weights,
-                                       skip_bad=skip_bad, segments=segments, thumbnails=thumbnails, runtime=runtime))
+                                       skip_bad=skip_bad, segments=segments, thumbnails=thumbnails, runtime=runtime,
+                                       vocabulary=vocab))
     if fmt == "kaggle":
         rows = list(kaggle_rows(predictions))
         atomic_write_text(output, rows)
@@ -191,6 +197,7 @@ def batch(
     report: Path = typer.Option(None, "--report", help="Also write an HTML report of the results file (.html)."),
     thumbnails: bool = typer.Option(None, "--thumbnails/--no-thumbnails", help="Keep a small keyframe JPEG in each JSONL line (default: on with --report)."),
     runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: the fusion model in onnxruntime (pip install 'vtag[onnx]')."),
+    vocab: str = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
     """Tag every video or audio file in folders; resumable. Exit code 1 when some files failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -242,7 +249,7 @@ def batch(
         summary = run(folders, output, recursive=recursive, workers=workers, model=model, device=device,
                             random_weights=random_weights, retry_failed=retry_failed, top_k=top_k,
                             max_frames=max_frames, on_file=on_file, on_start=on_start, shard=shard,
-                            segments=segments, thumbnails=thumbnails, runtime=runtime)
+                            segments=segments, thumbnails=thumbnails, runtime=runtime, vocabulary=vocab)
     rate = summary.video_seconds / summary.elapsed_s if summary.elapsed_s else 0.0
     err_console.print(
         f"{summary.done} tagged, {summary.failed} failed, {summary.skipped} already done (of {summary.total}); "

@@ -82,6 +82,7 @@ def eval_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad records instead of stopping."),
     runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: the fusion model in onnxruntime (pip install 'vtag[onnx]')."),
+    vocab: str = typer.Option(None, "--vocab", help="2017 or 2018: must match the records' (detected); with no --model, picks the shipped model of it."),
 ) -> None:
     """Score a model on labelled records: GAP@20, Hit@1, PERR, mAP, F1 (Google's eval_util semantics)."""
     import json
@@ -92,7 +93,7 @@ def eval_command(
     from vtag.tasks.metrics import F1_MACRO_AVERAGING
 
     result = evaluate(records, model=model, batch_size=batch_size, device=device, threshold=threshold,
-                      skip_bad=skip_bad, runtime=runtime)
+                      skip_bad=skip_bad, runtime=runtime, vocabulary=vocab)
     if as_json:
         keys = ("gap", "hit_at_1", "perr", "map", "f1_micro", "f1_macro", "threshold", "videos")
         typer.echo(json.dumps({k: result[k] for k in keys}))

@@ -1,7 +1,8 @@
 """YouTube-8M vocabularies: 2017 (4,716 classes, the Attend-Fusion paper's) and 2018 (3,862).
 
 The shipped files live in `weights/`: `vocabulary_2018.csv` (the release's vocabulary.csv: Index,
-TrainVideoCount, KnowledgeGraphId, Name, WikiUrl, Vertical1-3, WikiDescription) and
+TrainVideoCount, KnowledgeGraphId, Name, WikiUrl, Vertical1-3; its WikiDescription column, 3.2 MB
+that nothing here reads, is left out to keep weights/ under 64 MB) and
 `label_names_2017.csv` (label_id,label_name). Either format is accepted from any path.
 """
 

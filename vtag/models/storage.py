@@ -15,11 +15,14 @@ from vtag.io.paths import REPO_WEIGHTS_DIR
 from vtag.models.architectures import FusionModel
 from vtag.models.packing import dequantise_state, quantise_state
 from vtag.models.registry import MODELS, ModelConfig, build_model
+from vtag.models.trunk_files import read_tensor_file, trunk_tensors
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "vtag-model"
 DEFAULT_MODEL_DIR = REPO_WEIGHTS_DIR / "default"
+# the shipped model of each vocabulary: the 2017 one is a head on the 2018 model's trunk (vtag.models.heads)
+DEFAULT_MODEL_DIRS = {"2018": DEFAULT_MODEL_DIR, "2017": REPO_WEIGHTS_DIR / "default-2017"}
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -67,8 +70,6 @@ def save_model(model: nn.Module, directory: str | Path, extra: dict | None = Non
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[FusionModel, dict]:
     """Rebuilds a model from a folder written by `save_model` (or its config.json or model.safetensors)
     and loads its weights strictly, as float32. Returns (model, the whole config.json)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     path = Path(path)
     directory = path if path.is_dir() else path.parent
@@ -86,14 +87,12 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     config = ModelConfig.from_dict(meta["model"], source=str(config_path))
     if not weights_path.is_file():
         raise VtagError(f"{weights_path}: missing; copy the weights beside config.json")
-    try:
-        state = load_file(weights_path, device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise VtagError(f"{weights_path}: not a readable safetensors file ({exc}); the file is corrupt or truncated") from None
-    model = build_model(config)
+    state = read_tensor_file(weights_path)
+    if "trunk" in meta:  # a head model (vtag.models.heads): the rest of its tensors are its trunk's
+        state = {**trunk_tensors(config_path, meta["trunk"], state, WEIGHTS_FILE), **state}
     state = dequantise_state(state)
     try:
-        model.load_state_dict(state, strict=True)
+        model = _built_from(config, state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
@@ -101,16 +100,34 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     return model.to(map_location), meta
 
 
-def resolve_model_dir(model: str | Path | None) -> Path:
+def _built_from(config: ModelConfig, state: dict[str, torch.Tensor]) -> FusionModel:
+    """The model of `config` holding `state`. Built on the meta device, so no time goes into a random
+    initialisation the weights then overwrite (a second of `vtag classify`'s start-up otherwise)."""
+    with torch.device("meta"):
+        model = build_model(config)
+    wanted = model.state_dict()
+    state = {k: v.to(wanted[k].dtype) if k in wanted and v.dtype != wanted[k].dtype else v for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # a buffer the file does not hold
+        model = build_model(config)
+        model.load_state_dict(state, strict=True)
+    return model
+
+
+def resolve_model_dir(model: str | Path | None, vocabulary: str = "2018") -> Path:
     """A model is named by a directory (or its config.json), by a registry name trained into
-    runs/NAME, or not at all (the shipped default)."""
+    runs/NAME, or not at all (the shipped model of `vocabulary`)."""
     if model is None:
-        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        default = DEFAULT_MODEL_DIRS.get(str(vocabulary))
+        if default is None:
+            raise VtagError(f"vtag ships models for the 2017 and 2018 vocabularies, not '{vocabulary}': "
+                            "pass --model PATH to a model trained for it")
+        if not (default / "config.json").is_file():
             raise VtagError(
-                f"the default model is missing from {DEFAULT_MODEL_DIR}: reinstall vtag from a full "
+                f"the default {vocabulary} model is missing from {default}: reinstall vtag from a full "
                 "checkout, or pass --model PATH to a trained model"
             )
-        return DEFAULT_MODEL_DIR
+        return default
     path = Path(model)
     if path.is_file() and path.name == "config.json":
         return path.parent

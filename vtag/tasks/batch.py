@@ -257,6 +257,7 @@ def run_batch(
     segments: float | None = None,
     thumbnails: bool = False,
     runtime: str = "torch",
+    vocabulary: str | None = None,
 ) -> BatchSummary:
     """Tag every media file under `folders` into `output`; returns counts. `on_file(path, error,
     summary)` is called after each file (for progress display). `shard` "I/N" tags only this job's
@@ -264,7 +265,8 @@ def run_batch(
     prediction, error, seconds) per file in place of decoding here (vtag.tasks.distributed.batch_on_ray
     runs them on Ray); the results file, resume and counts stay this function's. `segments=S` adds
     labels per S-second window to each JSONL line; `thumbnails` adds a small keyframe JPEG (a data: URI,
-    a few KB) to each JSONL line for `vtag report`."""
+    a few KB) to each JSONL line for `vtag report`. `vocabulary` (--vocab 2017|2018) picks the shipped
+    model of that vocabulary, or checks `model` speaks it."""
     from vtag.io.shard import canonical_names, parse_shard, select_shard
 
     results = ResultsFile(output)
@@ -287,7 +289,7 @@ def run_batch(
         names = [str(f) for f in files]
         chosen = set(select_shard(names, canonical_names(names, roots), parse_shard(shard)))
         files = [f for f in files if str(f) in chosen]
-    tagger = Tagger(model, device=device, random_weights=random_weights, runtime=runtime)
+    tagger = Tagger(model, device=device, random_weights=random_weights, runtime=runtime, vocabulary=vocabulary)
     tagger.extractor  # load (or fail on missing weights) before any worker starts
     finished, failed_before = results.prepare(retry_failed)
     todo = [str(p) for p in files if str(p) not in finished and str(p) not in failed_before]

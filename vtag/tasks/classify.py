@@ -64,13 +64,21 @@ class Tagger:
     """A trained fusion model with its vocabulary, ready to score pooled features."""
 
     def __init__(self, model: str | Path | None = None, device: str = "auto", random_weights: bool = False,
-                 runtime: str = "torch"):
+                 runtime: str = "torch", vocabulary: str | None = None):
+        """`vocabulary` (--vocab): the labels wanted for raw videos; with no `model`, it picks the shipped
+        model of that vocabulary, and a `model` of another vocabulary is refused."""
         from vtag.tasks.evaluate import load_for_evaluation
+        from vtag.tasks.vocab_match import check_vocabulary_name, require_vocabulary
         from vtag.devices import resolve_device
         from vtag.io.vocab import load_vocabulary
 
         self.device = resolve_device(device)
-        self.model, meta, self.model_dir = load_for_evaluation(model, self.device, runtime)
+        self.requested = check_vocabulary_name(vocabulary)  # None: whatever the model speaks
+        self.chosen_model = model
+        self.model, meta, self.model_dir = load_for_evaluation(model, self.device, runtime, self.requested or "2018")
+        if self.requested is not None:
+            require_vocabulary(meta, self.model_dir, self.requested, None)
+        self.runtime = runtime
         self.model_name = meta.get("name") or self.model.config.name
         self.input_spec = self.model.config.input_spec
         vocab_ref = meta.get("vocabulary", "2018")
@@ -82,6 +90,24 @@ class Tagger:
             )
         self.random_weights = random_weights
         self._extractor = None
+
+    def for_vocabulary(self, vocabulary: str, source: str) -> "Tagger":
+        """This tagger if its model speaks `vocabulary`; with no --model and no --vocab given, the
+        shipped model of that vocabulary (sharing the extractors); else a one-line refusal."""
+        from vtag.tasks.vocab_match import require_vocabulary
+
+        if self.vocabulary.source == vocabulary:
+            return self
+        if self.chosen_model is not None or self.requested is not None:
+            require_vocabulary({"vocabulary": self.vocabulary.source}, self.model_dir, vocabulary, source)
+            return self  # a user's own vocabulary: not ours to second-guess
+        twins = self.__dict__.setdefault("_twins", {})
+        if vocabulary not in twins:
+            twin = Tagger(None, device=self.device, random_weights=self.random_weights, runtime=self.runtime,
+                          vocabulary=vocabulary)
+            twin.requested, twin._extractor = None, self._extractor
+            twins[vocabulary] = twin
+        return twins[vocabulary]
 
     @property
     def extractor(self):
@@ -174,11 +200,13 @@ def classify_paths(
     segments: float | None = None,
     thumbnails: int = 0,
     runtime: str = "torch",
+    vocabulary: str | None = None,
 ) -> Iterator[Prediction]:
     """Tag each input: every record of a record file, or a whole media file. Raises VtagError on the
     first input that cannot be read; `run_batch` is the tool for many files that must not stop.
     `segments=S` adds labels per S-second window (vtag.tasks.segments); `thumbnails=N` keeps up to N small
-    keyframes of each media file in `Prediction.thumbnails`."""
+    keyframes of each media file in `Prediction.thumbnails`. Record files are scored by a model of their
+    own vocabulary (see `Tagger.for_vocabulary`); `vocabulary` (--vocab) names the labels for raw videos."""
     from vtag.io.remote import is_url
 
     paths = [raw if is_url(raw) else Path(raw) for raw in inputs]
@@ -189,10 +217,13 @@ def classify_paths(
             raise VtagError(f"{path}: no such file")
         if path.is_dir():
             raise VtagError(f"{path} is a folder: use `vtag batch {path}` to tag every video in it")
-    tagger = tagger or Tagger(model, device=device, random_weights=random_weights, runtime=runtime)
+    tagger = tagger or Tagger(model, device=device, random_weights=random_weights, runtime=runtime, vocabulary=vocabulary)
     for path in paths:
         if is_record_file(path):
-            yield from classify_records(tagger, path, top_k, skip_bad, segments)
+            from vtag.tasks.vocab_match import records_vocabulary
+
+            found = records_vocabulary([path], tagger.requested, skip_bad)
+            yield from classify_records(tagger.for_vocabulary(found, str(path)), path, top_k, skip_bad, segments)
         else:
             from vtag.tasks.segments import add_segments
             from vtag.features.thumbnails import ThumbnailKeeper

@@ -16,9 +16,10 @@ from vtag.errors import VtagError
 from vtag.tasks.metrics import EvaluationMetrics
 
 
-def load_for_evaluation(model=None, device: str = "auto", runtime: str = "torch"):
-    """(model in eval mode on `device`, its config.json dict, the model folder). With runtime "onnx",
-    an onnxruntime scorer of the exported model instead (vtag/tasks/onnx_runtime.py) and its export folder."""
+def load_for_evaluation(model=None, device: str = "auto", runtime: str = "torch", vocabulary: str = "2018"):
+    """(model in eval mode on `device`, its config.json dict, the model folder); no `model`: the shipped
+    model of `vocabulary`. With runtime "onnx", an onnxruntime scorer of the exported model instead
+    (vtag/tasks/onnx_runtime.py) and its export folder."""
     if runtime != "torch":
         from vtag.tasks.onnx_runtime import check_runtime, load_onnx_scorer
 
@@ -27,7 +28,7 @@ def load_for_evaluation(model=None, device: str = "auto", runtime: str = "torch"
     from vtag.models.storage import resolve_model_dir
     from vtag.models.storage import load_model
 
-    directory = resolve_model_dir(model)
+    directory = resolve_model_dir(model, vocabulary)
     net, meta = load_model(directory, map_location=device)
     net.eval()
     return net, meta, directory
@@ -62,11 +63,19 @@ def load_features(records, input_spec: str, num_classes: int, skip_bad: bool = F
     return np.stack(visual).astype(np.float32), np.stack(audio).astype(np.float32), labels
 
 
-def _prepare(records, model, device: str, skip_bad: bool, runtime: str = "torch"):
+def _prepare(records, model, device: str, skip_bad: bool, runtime: str = "torch", vocabulary: str | None = None):
     from vtag.devices import resolve_device
+    from vtag.io.paths import expand_paths
+    from vtag.tasks.vocab_match import records_vocabulary, require_vocabulary
 
     device = resolve_device(device)
-    net, meta, directory = load_for_evaluation(model, device, runtime)
+    paths = expand_paths(records)
+    if not paths:
+        raise VtagError(f"no record files match {records!r}: give .tfrecord files, folders or globs")
+    found = records_vocabulary(paths, vocabulary, skip_bad)
+    net, meta, directory = load_for_evaluation(model, device, runtime, found)
+    require_vocabulary(meta, directory, found, ", ".join(map(str, paths[:3])) + (" ..." if len(paths) > 3 else ""))
+    records = paths
     config = net.config
     visual, audio, labels = load_features(records, config.input_spec, config.num_classes, skip_bad)
     missing = sum(1 for lab in labels if lab is None)
@@ -95,10 +104,10 @@ def score_batches(net, visual: np.ndarray, audio: np.ndarray, batch_size: int, d
 
 
 def predict(records, model=None, batch_size: int = 1024, device: str = "auto", skip_bad: bool = False,
-            dtype=np.float32, runtime: str = "torch"):
+            dtype=np.float32, runtime: str = "torch", vocabulary: str | None = None):
     """Sigmoid scores [N, C] (`dtype`) of a model on record files, the records' labels, and the model's
     config.json dict (plus `model_dir`). Records without labels are an error (nothing to score against)."""
-    net, meta, visual, audio, labels, device = _prepare(records, model, device, skip_bad, runtime)
+    net, meta, visual, audio, labels, device = _prepare(records, model, device, skip_bad, runtime, vocabulary)
     scores = np.empty((len(visual), net.config.num_classes), dtype)
     for start, batch in score_batches(net, visual, audio, batch_size, device, dtype):
         scores[start:start + len(batch)] = batch
@@ -106,14 +115,16 @@ def predict(records, model=None, batch_size: int = 1024, device: str = "auto", s
 
 
 def evaluate(records, model=None, batch_size: int = 1024, device: str = "auto", threshold: float = 0.5,
-             top_k: int = 20, skip_bad: bool = False, runtime: str = "torch") -> dict:
+             top_k: int = 20, skip_bad: bool = False, runtime: str = "torch", vocabulary: str | None = None) -> dict:
     """Metrics of `model` (None: the shipped default) on labelled record files, as
-    `EvaluationMetrics.summary()` plus `model` (its folder) and `model_name`. Scores are float64."""
+    `EvaluationMetrics.summary()` plus `model` (its folder), `model_name` and `vocabulary`. With no
+    `model`, the shipped model of the records' vocabulary; another vocabulary's model is refused.
+    Scores are float64."""
     if not 0.0 <= threshold <= 1.0:
         raise VtagError(f"--threshold {threshold} is not a probability: use a value in [0, 1]")
     if batch_size < 1:
         raise VtagError(f"--batch-size must be >= 1, got {batch_size}")
-    net, meta, visual, audio, labels, device = _prepare(records, model, device, skip_bad, runtime)
+    net, meta, visual, audio, labels, device = _prepare(records, model, device, skip_bad, runtime, vocabulary)
     metrics = EvaluationMetrics(net.config.num_classes, top_k=top_k, threshold=threshold)
     for start, scores in score_batches(net, visual, audio, batch_size, device, np.float64):
         metrics.accumulate(scores, labels[start:start + len(scores)])
@@ -121,4 +132,5 @@ def evaluate(records, model=None, batch_size: int = 1024, device: str = "auto", 
     result["model"] = str(Path(meta["model_dir"]))
     result["model_name"] = meta.get("name", "")
     result["runtime"] = runtime
+    result["vocabulary"] = str(meta.get("vocabulary", "2018"))
     return result

@@ -165,8 +165,15 @@ def _train(config, dist, device, state, checkpoint, progress, on_step, log,
     valid_paths = [str(p) for p in expand_paths(config.valid)] if config.valid else []
     if not train_paths:
         raise VtagError(f"--train {config.train!r} matches no record files")
-    if config.vocab is None:
-        config.vocab = detect_vocabulary(train_paths, skip_bad=config.skip_bad)
+    from vtag.tasks.vocab_match import VOCABULARIES, records_vocabulary
+
+    if config.vocab is None or str(config.vocab) in VOCABULARIES:  # a CSV of the user's own: theirs to mean
+        config.vocab = records_vocabulary(train_paths, config.vocab, config.skip_bad)
+        if valid_paths:
+            found = detect_vocabulary(valid_paths, skip_bad=config.skip_bad)
+            if found != config.vocab:
+                raise VtagError(f"the --train records use the {config.vocab} vocabulary but the --valid ones "
+                                f"({valid_paths[0]}...) the {found} one: validate on records of the same release")
     num_classes = len(load_vocabulary(config.vocab))
     config.input_spec = config.input_spec or "mean"
 

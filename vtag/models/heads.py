@@ -1,0 +1,134 @@
+"""A model for another vocabulary on a trained model's trunk: its hidden layers (and neighbour memory)
+unchanged, a new classifier ("head") per network for the other vocabulary's classes.
+
+The 2017 release (4,716 classes, the paper's vocabulary) has 1,721 labelled videos here, the 2018 one
+47,770: too few to train a network for 2017, enough to fit a head on a trunk trained on 2018. The new
+head starts from the 2018 rows of classes with the same name (3,328 of the 3,862 2018 names are 2017
+names, case-insensitive) and the memory's 2018 labels are mapped to the 2017 ids of those classes.
+
+On disk a head model is a model folder whose `config.json` names its `trunk` (the folder it shares
+tensors with, relative to its own) and whose `model.safetensors` holds only the tensors of its own:
+the classifiers and the memory's labels. `load_model` reads the rest from the trunk's file, as stored
+there (no re-quantisation), so the head adds 15 MB instead of a second copy of the 45 MB trunk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vtag.errors import VtagError
+from vtag.io.atomic import atomic_write_bytes
+from vtag.io.vocab import Vocabulary
+from vtag.models.architectures import FusionModel
+from vtag.models.packing import quantise_state
+from vtag.models.trunk_files import is_own
+from vtag.models.registry import build_model
+from vtag.models.storage import CONFIG_FILE, FORMAT, WEIGHTS_FILE
+
+UNMATCHED_BIAS = -8.0  # sigmoid(-8) = 3e-4: a class no 2018 row stands for starts out as rare
+
+
+def name_matches(source: Vocabulary, target: Vocabulary) -> np.ndarray:
+    """int64 [M, 2]: (source index, target index) of the classes whose names are equal, ignoring case
+    and surrounding spaces (a name that occurs twice in either vocabulary is matched once)."""
+    target_index: dict[str, int] = {}
+    for index, name in enumerate(target.names):
+        target_index.setdefault(name.strip().casefold(), index)
+    pairs, taken = [], set()
+    for index, name in enumerate(source.names):
+        found = target_index.get(name.strip().casefold())
+        if found is not None and found not in taken and name.strip():
+            pairs.append((index, found))
+            taken.add(found)
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def networks(model: FusionModel) -> list[FusionModel]:
+    """The networks whose logits the model averages: an ensemble's members, or the model itself."""
+    return list(model.members) if model.config.members > 1 else [model]
+
+
+def _check_transferable(model: FusionModel) -> None:
+    for network in networks(model):
+        if type(network).classify is not FusionModel.classify or not isinstance(getattr(network, "classifier", None), nn.Linear):
+            raise VtagError(f"model '{model.config.name}' has no single linear classifier to replace; "
+                            "a head for another vocabulary needs one (the early- and late-fusion FC models have it)")
+
+
+def trunk_features(network: FusionModel, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    """What the network's classifier sees: [B, hidden]."""
+    if network.config.input_norm:
+        visual, audio = network.input_norm["visual"](visual), network.input_norm["audio"](audio)
+    return torch.cat(list(network.encode(visual, audio).values()), dim=-1)
+
+
+def _remapped_memory(model: FusionModel, pairs: np.ndarray) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The memory's settings and label buffers with each label mapped to the target id of its class;
+    labels of classes with no match are dropped (their videos still vote for their other labels)."""
+    memory = model.memory
+    lookup = np.full(model.config.num_classes, -1, dtype=np.int64)
+    lookup[pairs[:, 0]] = pairs[:, 1]
+    offsets = memory.label_offsets.numpy().astype(np.int64)
+    mapped = lookup[memory.label_values.numpy().astype(np.int64)]
+    keep = mapped >= 0
+    kept_before = np.concatenate([[0], np.cumsum(keep)])
+    new_offsets = kept_before[offsets]
+    values = mapped[keep]
+    settings = {**model.config.memory, "labels": int(len(values))}
+    return settings, {"memory.label_offsets": torch.from_numpy(new_offsets.astype(np.int32)),
+                      "memory.label_values": torch.from_numpy(values.astype(np.int16))}
+
+
+def transfer_head(model: FusionModel, source: Vocabulary, target: Vocabulary) -> FusionModel:
+    """A copy of `model` for `target`'s classes: same trunk (and memory, labels mapped), each classifier
+    row of a class whose name `source` also has copied from there, the others zero with a low bias."""
+    _check_transferable(model)
+    if model.config.num_classes != len(source):
+        raise VtagError(f"the model has {model.config.num_classes} classes, the {source.source} vocabulary {len(source)}")
+    pairs = name_matches(source, target)
+    if not len(pairs):
+        raise VtagError(f"no class name of the {source.source} vocabulary is in the {target.source} one: nothing to transfer")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    memory_settings = model.config.memory
+    if memory_settings is not None:
+        memory_settings, memory_state = _remapped_memory(model, pairs)
+        state.update(memory_state)
+    config = replace(model.config, num_classes=len(target), memory=memory_settings)
+    twin = build_model(config)
+    prefixes = [f"members.{i}." for i in range(config.members)] if config.members > 1 else [""]
+    for prefix in prefixes:
+        weight, bias = state[prefix + "classifier.weight"], state[prefix + "classifier.bias"]
+        new_weight = torch.zeros(len(target), weight.shape[1])
+        new_bias = torch.full((len(target),), UNMATCHED_BIAS)
+        new_weight[pairs[:, 1]] = weight[pairs[:, 0]]
+        new_bias[pairs[:, 1]] = bias[pairs[:, 0]]
+        state[prefix + "classifier.weight"], state[prefix + "classifier.bias"] = new_weight, new_bias
+    twin.load_state_dict(state, strict=True)
+    return twin.eval()
+
+
+def save_head_model(model: FusionModel, directory: str | Path, trunk: str | Path, extra: dict | None = None,
+                    dtype: str = "int4") -> Path:
+    """Writes the head model into `directory`: config.json (naming `trunk`) and only its own tensors."""
+    from safetensors.torch import save
+
+    directory, trunk = Path(directory), Path(trunk)
+    if not (trunk / WEIGHTS_FILE).is_file():
+        raise VtagError(f"{trunk}: no {WEIGHTS_FILE} to share a trunk with")
+    directory.mkdir(parents=True, exist_ok=True)
+    quantised = dtype if dtype in ("int8", "int4") else None
+    state = {k: v for k, v in model.state_dict().items() if is_own(k)}
+    tensors = quantise_state(state, quantised, torch.float16 if quantised else torch.float32)
+    relative = Path(os.path.relpath(trunk.resolve(), directory.resolve()))
+    meta = {"format": FORMAT, "name": model.config.name, "model": model.config.to_dict(),
+            "weights_dtype": quantised or "float32", "trunk": relative.as_posix(), **(extra or {})}
+    atomic_write_bytes(directory / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
+    atomic_write_bytes(directory / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    return directory

@@ -1,0 +1,49 @@
+"""Reading a head model's shared tensors from its trunk's file (see vtag.models.heads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vtag.errors import VtagError
+from vtag.models.packing import INT4_SCALE, INT8_SCALE
+
+# the trunk's tensors a head model replaces: every network's classifier and the memory's labels
+OWN_SUFFIXES = ("classifier.weight", "classifier.bias")
+OWN_MEMORY = ("memory.label_offsets", "memory.label_values")
+
+
+def _base(key: str) -> str:
+    return key.removesuffix(INT4_SCALE).removesuffix(INT8_SCALE)
+
+
+def is_own(key: str) -> bool:
+    """Whether a head model stores this tensor itself rather than taking it from its trunk."""
+    base = _base(key)
+    return base.endswith(OWN_SUFFIXES) or base in OWN_MEMORY
+
+
+def read_tensor_file(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file (no unpickling), or one line saying the file is damaged."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise VtagError(f"{path}: not a readable safetensors file ({exc}); the file is corrupt or truncated") from None
+
+
+def trunk_tensors(config_path: Path, trunk: object, own: dict[str, torch.Tensor],
+                  weights_file: str) -> dict[str, torch.Tensor]:
+    """The stored tensors the head model of `config_path` takes from its trunk: all of the trunk's
+    file but those the head holds itself (with their quantisation scales), as stored there."""
+    if not isinstance(trunk, str) or not trunk:
+        raise VtagError(f"{config_path}: \"trunk\" must name the folder the model shares tensors with")
+    path = config_path.parent / trunk / weights_file
+    if not path.is_file():
+        raise VtagError(f"{config_path}: its trunk {path} is missing; keep the two model folders side by side")
+    stored = read_tensor_file(path)
+    own_bases = {_base(k) for k in own}
+    return {k: v for k, v in stored.items() if _base(k) not in own_bases}
