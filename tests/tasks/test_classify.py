@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,16 @@ def test_quick_start_with_the_shipped_model():
     assert result.returncode == 0, result.stderr
     first = json.loads(result.stdout.splitlines()[0])
     assert len(first["labels"]) == 3 and "random_weights" not in first
+
+
+def test_a_record_file_prints_one_line_per_record(tiny_model):
+    result = run_vtag("classify", str(SAMPLE), "--model", str(tiny_model), "--top-k", "2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    records = list(read_records(SAMPLE))
+    assert len(lines) == len(records) == 293
+    first_id, labels = lines[0].split("  ", 1)
+    assert first_id == records[0].id and len(re.findall(r" [01]\.\d{3}(?:, |$)", labels)) == 2
 
 
 @pytest.mark.parametrize("args, needle", [

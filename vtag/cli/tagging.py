@@ -104,6 +104,13 @@ VOCAB_HELP = ("Labels for raw videos: 2018 (3,862 classes, default) or 2017 (4,7
               "model of that vocabulary. Record files use their own (detected).")
 
 
+def record_line(prediction) -> str:
+    """`ID  label 0.912, label 0.405, ...`: a shard's 300 records read as 300 lines, not 300 tables
+    (rendering those took longer than scoring them)."""
+    labels = ", ".join(f"{label.name} {label.score:.3f}" for label in prediction.labels)
+    return f"{prediction.source}  {labels}"
+
+
 def _warn_random_weights() -> None:
     err_console.print(
         "[bold yellow]warning:[/] --random-weights: features come from randomly initialised extractors; "
@@ -156,6 +163,9 @@ def classify(
     for p in predictions:
         if fmt == "json":
             print(json.dumps(p.to_json(), ensure_ascii=False))
+            continue
+        if p.source != p.path and not p.segments:  # a record of a record file: one plain line each
+            print(record_line(p))
             continue
         title = p.source if p.source == p.path else f"{p.source}  [dim]({p.path})[/]"
         if p.missing:
