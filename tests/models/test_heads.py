@@ -110,3 +110,14 @@ def test_a_head_without_its_trunk_is_one_clear_error(tmp_path):
     (tmp_path / "trunk" / "model.safetensors").unlink()
     with pytest.raises(VtagError, match="trunk .* is missing; keep the two model folders side by side"):
         load_model(tmp_path / "head")
+
+
+def test_a_head_refuses_a_trunk_that_changed_since_it_was_fitted(tmp_path):
+    model = trunk(memory=False)
+    save_model(model, tmp_path / "trunk")
+    save_head_model(transfer_head(model, SOURCE, TARGET), tmp_path / "head", tmp_path / "trunk")
+    load_model(tmp_path / "head")
+    torch.manual_seed(5)
+    save_model(create_model("fc-residual-gated-early-fusion", num_classes=len(SOURCE), hidden=16), tmp_path / "trunk")
+    with pytest.raises(VtagError, match="has changed since the head was fitted .* `vtag transfer`"):
+        load_model(tmp_path / "head")

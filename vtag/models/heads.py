@@ -28,7 +28,7 @@ from vtag.io.atomic import atomic_write_bytes
 from vtag.io.vocab import Vocabulary
 from vtag.models.architectures import FusionModel
 from vtag.models.packing import quantise_state
-from vtag.models.trunk_files import is_own
+from vtag.models.trunk_files import file_sha256, is_own
 from vtag.models.registry import build_model
 from vtag.models.storage import CONFIG_FILE, FORMAT, WEIGHTS_FILE
 
@@ -128,7 +128,8 @@ def save_head_model(model: FusionModel, directory: str | Path, trunk: str | Path
     tensors = quantise_state(state, quantised, torch.float16 if quantised else torch.float32)
     relative = Path(os.path.relpath(trunk.resolve(), directory.resolve()))
     meta = {"format": FORMAT, "name": model.config.name, "model": model.config.to_dict(),
-            "weights_dtype": quantised or "float32", "trunk": relative.as_posix(), **(extra or {})}
+            "weights_dtype": quantised or "float32", "trunk": relative.as_posix(),
+            "trunk_sha256": file_sha256(trunk / WEIGHTS_FILE), **(extra or {})}
     atomic_write_bytes(directory / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
     atomic_write_bytes(directory / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     return directory

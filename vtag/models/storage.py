@@ -89,7 +89,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         raise VtagError(f"{weights_path}: missing; copy the weights beside config.json")
     state = read_tensor_file(weights_path)
     if "trunk" in meta:  # a head model (vtag.models.heads): the rest of its tensors are its trunk's
-        state = {**trunk_tensors(config_path, meta["trunk"], state, WEIGHTS_FILE), **state}
+        state = {**trunk_tensors(config_path, meta["trunk"], state, WEIGHTS_FILE, meta.get("trunk_sha256")), **state}
     state = dequantise_state(state)
     try:
         model = _built_from(config, state)

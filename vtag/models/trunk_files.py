@@ -35,15 +35,29 @@ def read_tensor_file(path: Path) -> dict[str, torch.Tensor]:
         raise VtagError(f"{path}: not a readable safetensors file ({exc}); the file is corrupt or truncated") from None
 
 
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def trunk_tensors(config_path: Path, trunk: object, own: dict[str, torch.Tensor],
-                  weights_file: str) -> dict[str, torch.Tensor]:
+                  weights_file: str, trunk_sha256: object = None) -> dict[str, torch.Tensor]:
     """The stored tensors the head model of `config_path` takes from its trunk: all of the trunk's
-    file but those the head holds itself (with their quantisation scales), as stored there."""
+    file but those the head holds itself (with their quantisation scales), as stored there. A head is
+    fitted to one trunk's features: `trunk_sha256` (recorded when it was fitted) refuses any other."""
     if not isinstance(trunk, str) or not trunk:
         raise VtagError(f"{config_path}: \"trunk\" must name the folder the model shares tensors with")
     path = config_path.parent / trunk / weights_file
     if not path.is_file():
         raise VtagError(f"{config_path}: its trunk {path} is missing; keep the two model folders side by side")
+    if isinstance(trunk_sha256, str) and file_sha256(path) != trunk_sha256:
+        raise VtagError(f"{config_path}: its trunk {path} has changed since the head was fitted (sha256 differs); "
+                        "fit the head again with `vtag transfer`")
     stored = read_tensor_file(path)
     own_bases = {_base(k) for k in own}
     return {k: v for k, v in stored.items() if _base(k) not in own_bases}
