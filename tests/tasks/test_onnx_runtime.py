@@ -31,7 +31,7 @@ def test_shipped_model_same_top20_on_sample(tmp_path, repo_root):
 
     result = export(None, tmp_path / "default")
     meta = json.loads((tmp_path / "default" / "export.json").read_text())
-    assert meta["model"]["members"] == 3 and meta["model"]["memory"]["videos"] == 34659
+    assert meta["model"]["members"] == 3 and meta["model"]["memory"]["videos"] == 44915
     assert (tmp_path / "default" / "vocabulary_2018.csv").is_file()
     sample = str(repo_root / SAMPLE)
     want, _, _ = predict([sample], dtype=np.float64, device="cpu")
