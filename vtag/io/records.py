@@ -33,6 +33,10 @@ log = logging.getLogger("vtag.io.records")
 # know the vocabulary in use pass its size as `num_classes` for the exact check.
 MAX_NUM_CLASSES = 4716
 INPUT_SPECS = {"mean": (RGB_DIM, AUDIO_DIM), "mean+std": (2 * RGB_DIM, 2 * AUDIO_DIM)}
+# Dequantized YT8M features lie in [-2, 2.008] (every shard of the 2017 and 2018 releases); an
+# extractor's unquantized means stay within a few tens. A value beyond this is corruption, not a
+# feature: it would saturate every score and give arbitrary labels.
+FEATURE_LIMIT = 1e4
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -93,6 +97,26 @@ class AudioSetRecord:
     end_time: float
     labels: np.ndarray
     audio: np.ndarray
+
+
+def value_problem(values: np.ndarray, name: str) -> str | None:
+    """None when every value is finite and within FEATURE_LIMIT, else what is wrong (for a message).
+    min and max propagate NaN, so the usual case is two passes over the array and no temporary."""
+    if values.size == 0 or (values.min() >= -FEATURE_LIMIT and values.max() <= FEATURE_LIMIT):
+        return None
+    if np.isnan(values).any():
+        what = "NaN"
+    elif np.isinf(values).any():
+        what = "infinity"
+    else:
+        flat = values.reshape(-1)
+        what = f"{float(flat[np.argmax(np.abs(flat))]):.3g}, far outside any feature's range (about -2..2)"
+    return f"{name} holds {what}; the file is corrupt"
+
+
+def record_where(index: int, vid: str) -> str:
+    """How a bad record is named when its id is known: 'record 7 (id 'abcd')' in `bad_record`'s message."""
+    return f"{index} (id {vid!r})"
 
 
 def _one_bytes(features: dict, key: str) -> bytes:
@@ -221,6 +245,11 @@ def read_records(
             except Malformed as exc:
                 bad_record(path, index, str(exc), skip_bad, local)
                 continue
+            if record.level == "video":  # frame-level values are dequantized bytes: always in range
+                problem = value_problem(record.rgb, "mean_rgb") or value_problem(record.audio, "mean_audio")
+                if problem:
+                    bad_record(path, record_where(index, record.id), problem, skip_bad, local)
+                    continue
             local.records += 1
             yield record
         if local.skipped > skipped_before:
@@ -273,6 +302,12 @@ def write_records(path: PathLike, records: Iterable[YT8MRecord], level: str = "v
             if record.labels is not None:
                 context["labels"] = np.asarray(record.labels, dtype=np.int64)
             rgb, audio = np.asarray(record.rgb), np.asarray(record.audio)
+            for name, values in (("rgb", rgb), ("audio", audio)):
+                # quantizing NaN gives an arbitrary byte, and a NaN mean poisons every score read back
+                problem = values.dtype != np.uint8 and value_problem(values, name)
+                if problem:
+                    raise VtagError(f"{path}: record {i} (id {record.id!r}): {problem.split(';')[0]}; nothing "
+                                    "was written (the features that went in are broken)")
             if level == "video":
                 if rgb.shape != (RGB_DIM,) or audio.shape != (AUDIO_DIM,):
                     raise VtagError(f"{path}: record {i} ({record.id}): video-level records need rgb[1024] "

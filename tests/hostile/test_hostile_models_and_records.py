@@ -1,0 +1,157 @@
+"""Hostile record files and model folders (issue 11): values that are not features, weight files that
+are not a model's, configs too large to build, memories with labels outside the classes, files with
+no records, and extracted records that must keep saying how they were made. Every file is made here,
+in tmp_path; each test asserts the one line a user sees, the exit code, and that nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vtag.errors import VtagError
+from vtag.io.fast_reader import read_video_level_arrays
+from vtag.io.records import ReadStats, YT8MRecord, read_records, write_records
+from vtag.io.tfrecord import encode_example, write_tfrecord
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_vtag(*args: str) -> subprocess.CompletedProcess:
+    """The real command line (exit codes and stderr as a user gets them), on this checkout."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "vtag", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=300)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def good_records(n: int, seed: int = 0) -> list[YT8MRecord]:
+    rng = np.random.default_rng(seed)
+    return [YT8MRecord(f"r{seed}{i:03d}", np.array(sorted(rng.choice(3862, 1 + i % 3, replace=False)), np.int64),
+                       rng.uniform(-2, 2, 1024).astype(np.float32), rng.uniform(-2, 2, 128).astype(np.float32))
+            for i in range(n)]
+
+
+def payload(record: YT8MRecord, **extra) -> bytes:
+    """The Example TensorFlow writes for a video-level record (extra keys, e.g. provenance, appended)."""
+    return encode_example({"id": [record.id.encode()], "labels": record.labels, "mean_rgb": record.rgb,
+                           "mean_audio": record.audio, **extra})
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    import torch
+
+    from vtag.models.registry import create_model
+    from vtag.models.storage import save_model
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model")
+    save_model(create_model("fc-early-fusion", hidden=8), folder, extra={"vocabulary": "2018"})
+    return folder
+
+
+# ---- 1. values that are not features ---------------------------------------------------------------
+
+POISONS = {"nan": (np.nan, "NaN"), "inf": (-np.inf, "infinity"), "huge": (3e38, "3e+38, far outside")}
+
+
+def poisoned_file(tmp_path: Path, key: str, value: float, index: int = 7, n: int = 12,
+                  canonical: bool = True) -> tuple[Path, list[YT8MRecord]]:
+    records = good_records(n, seed=3)
+    bad = records[index]
+    target = bad.rgb if key == "mean_rgb" else bad.audio
+    target[5] = value
+    # an extra feature moves a record off the canonical layout, onto the general decoder
+    extra = {} if canonical else {"vtag_note": [b"x"]}
+    path = tmp_path / f"poisoned_{key}.tfrecord"
+    write_tfrecord(path, [payload(r, **extra) for r in records])
+    return path, records
+
+
+@pytest.mark.parametrize("canonical", [True, False], ids=["fast-layout", "general-decoder"])
+@pytest.mark.parametrize("key", ["mean_rgb", "mean_audio"])
+@pytest.mark.parametrize("poison", list(POISONS))
+@pytest.mark.parametrize("reader", ["records", "arrays"])
+def test_non_finite_or_absurd_features_are_refused_naming_file_and_record(tmp_path, reader, poison, key, canonical):
+    value, words = POISONS[poison]
+    path, records = poisoned_file(tmp_path, key, value, canonical=canonical)
+    read = (lambda **kw: list(read_records(path, **kw))) if reader == "records" else \
+        (lambda **kw: read_video_level_arrays(path, **kw))
+    with pytest.raises(VtagError) as info:
+        read()
+    message = str(info.value)
+    assert message.startswith(f"{path}: record 7 (id '{records[7].id}'): {key} holds {words}"), message
+    assert "the file is corrupt" in message and "--skip-bad" in message and "\n" not in message
+
+    stats = ReadStats()
+    got = read(skip_bad=True, stats=stats)
+    ids = [r.id for r in got] if reader == "records" else got.ids
+    assert ids == [r.id for i, r in enumerate(records) if i != 7]  # only the bad one is left out
+    assert stats.skipped == 1 and stats.records == 11
+    if reader == "arrays":
+        assert got.skipped == 1 and np.isfinite(got.rgb).all() and np.isfinite(got.audio).all()
+        assert np.array_equal(got.rgb[7], records[8].rgb)  # the rows after it are not shifted wrongly
+
+
+def test_several_bad_rows_in_several_files_are_each_named(tmp_path):
+    records = good_records(20, seed=4)
+    records[2].audio[0] = np.nan
+    records[15].rgb[1000] = -5e4
+    write_tfrecord(tmp_path / "a.tfrecord", [payload(r) for r in records[:10]])
+    write_tfrecord(tmp_path / "b.tfrecord", [payload(r) for r in records[10:]])
+    stats = ReadStats()
+    arrays = read_video_level_arrays([tmp_path / "a.tfrecord", tmp_path / "b.tfrecord"], skip_bad=True, stats=stats)
+    assert arrays.ids == [r.id for i, r in enumerate(records) if i not in (2, 15)]
+    assert stats.skipped == 2
+    assert stats.errors[0].startswith(f"{tmp_path / 'a.tfrecord'}: record 2 (id 'r4002'): mean_audio holds NaN")
+    assert stats.errors[1].startswith(f"{tmp_path / 'b.tfrecord'}: record 5 (id 'r4015'): mean_rgb holds -5e+04")
+
+
+def test_writing_nan_features_is_refused_and_writes_nothing(tmp_path):
+    records = good_records(4)
+    records[2].rgb[3] = np.nan
+    out = tmp_path / "out.tfrecord"
+    for level, make in (("video", lambda r: r),
+                        ("frame", lambda r: YT8MRecord(r.id, r.labels, np.stack([r.rgb, r.rgb]),
+                                                       np.stack([r.audio, r.audio]), "frame"))):
+        with pytest.raises(VtagError, match=r"record 2 \(id 'r0002'\): rgb holds NaN"):
+            write_records(out, [make(r) for r in records], level=level)
+        assert not out.exists()
+
+
+def test_the_releases_features_are_all_in_range(shared_data):
+    from vtag.io.paths import expand_paths
+
+    files = expand_paths([shared_data / "yt8m-2018", shared_data / "yt8m-2018-extra", shared_data / "yt8m-2017"])
+    stats = ReadStats()
+    arrays = read_video_level_arrays(files, stats=stats)
+    assert stats.skipped == 0 and len(arrays) > 40000
+
+
+def test_cli_eval_and_classify_refuse_a_nan_record_and_skip_it_with_skip_bad(tmp_path, tiny_model):
+    path, records = poisoned_file(tmp_path, "mean_rgb", np.nan)
+    line = one_error_line(run_vtag("eval", str(path), "--model", str(tiny_model), "--device", "cpu", "--json"))
+    assert f"record 7 (id '{records[7].id}'): mean_rgb holds NaN; the file is corrupt" in line and "--skip-bad" in line
+    result = run_vtag("eval", str(path), "--model", str(tiny_model), "--device", "cpu", "--json", "--skip-bad")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["videos"] == 11  # the bad video is not scored
+
+    line = one_error_line(run_vtag("classify", str(path), "--model", str(tiny_model), "--device", "cpu", "--json"))
+    assert "mean_rgb holds NaN" in line
+    result = run_vtag("classify", str(path), "--model", str(tiny_model), "--device", "cpu", "--json", "--skip-bad")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["source"] for row in rows] == [r.id for i, r in enumerate(records) if i != 7]
+    assert all(np.isfinite(label["score"]) for row in rows for label in row["labels"])
