@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vtag.errors import VtagError
 from vtag.io.fast_reader import read_video_level_arrays
@@ -51,8 +52,6 @@ def payload(record: YT8MRecord, **extra) -> bytes:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    import torch
-
     from vtag.models.registry import create_model
     from vtag.models.storage import save_model
 
@@ -155,3 +154,134 @@ def test_cli_eval_and_classify_refuse_a_nan_record_and_skip_it_with_skip_bad(tmp
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [row["source"] for row in rows] == [r.id for i, r in enumerate(records) if i != 7]
     assert all(np.isfinite(label["score"]) for row in rows for label in row["labels"])
+
+
+# ---- 2. weight files that are not a model's, configs too large to build ------------------------------
+
+
+def model_copy(tiny_model: Path, tmp_path: Path, change=None, meta_change=None) -> Path:
+    """A copy of the tiny model folder with its tensors (`change(state)`) or config (`meta_change(meta)`) altered."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    state = load_file(tiny_model / "model.safetensors")
+    if change is not None:
+        change(state)
+    save_file(state, folder / "model.safetensors")
+    meta = json.loads((tiny_model / "config.json").read_text())
+    if meta_change is not None:
+        meta_change(meta)
+    (folder / "config.json").write_text(json.dumps(meta))
+    return folder
+
+
+def first_weight(state: dict) -> str:
+    return sorted(k for k in state if k.endswith("weight"))[0]
+
+
+def _retyped(dtype):
+    def change(state):
+        key = first_weight(state)
+        state[key] = state[key].to(dtype)
+    return change
+
+
+def _poisoned(value, everywhere: bool):
+    def change(state):
+        key = first_weight(state)
+        if everywhere:
+            state[key] = state[key].clone().fill_(value)
+        else:
+            state[key] = state[key].clone()
+            state[key].view(-1)[17] = value
+    return change
+
+
+@pytest.mark.parametrize("change, words", [
+    (_retyped(torch.int32), "is int32 [8, 1152] where float32/float16/bfloat16 [8, 1152] belongs"),
+    (_retyped(torch.float64), "is float64 [8, 1152] where float32/float16/bfloat16"),
+    (_retyped(torch.bool), "is bool [8, 1152] where float32/float16/bfloat16"),
+    (_poisoned(float("nan"), True), "holds NaN; the file is corrupt"),
+    (_poisoned(float("inf"), False), "holds infinity; the file is corrupt"),
+], ids=["int32", "float64", "bool", "all-nan", "one-inf"])
+def test_weights_of_the_wrong_dtype_or_not_finite_are_refused_naming_the_tensor(tmp_path, tiny_model, change, words):
+    from vtag.models.storage import load_model
+
+    folder = model_copy(tiny_model, tmp_path, change)
+    with pytest.raises(VtagError) as info:
+        load_model(folder)
+    message = str(info.value)
+    assert message.startswith(f"{folder / 'model.safetensors'}: tensor 'body.0.0.weight' ") and words in message, message
+    assert "\n" not in message
+
+
+def test_cli_eval_refuses_a_nan_weight_in_one_line(tmp_path, tiny_model):
+    folder = model_copy(tiny_model, tmp_path, _poisoned(float("nan"), False))
+    records = tmp_path / "r.tfrecord"
+    write_records(records, good_records(3))
+    line = one_error_line(run_vtag("eval", str(records), "--model", str(folder), "--device", "cpu"))
+    assert f"{folder / 'model.safetensors'}: tensor 'body.0.0.weight' holds NaN" in line
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"hidden": 10 ** 9}, "far more than any vtag model"),  # an allocation error before
+    ({"hidden": 10 ** 6}, "far more than any vtag model"),
+    ({"hidden": 30_000}, "weights do not match the model in config.json"),  # 3.7 GB allocated before
+    ({"hidden": 10 ** 12}, "these model sizes cannot be built"),
+    ({"num_classes": 10 ** 7, "hidden": 10 ** 4}, "far more than any vtag model"),
+])
+def test_configs_too_large_to_build_are_refused_before_building(tmp_path, tiny_model, monkeypatch, settings, words):
+    import vtag.models.storage as storage
+
+    def no_build(config):  # the model must not be built before the weights are known to fit
+        raise AssertionError(f"build_model called with {config}")
+
+    monkeypatch.setattr(storage, "build_model", no_build)
+    folder = model_copy(tiny_model, tmp_path, meta_change=lambda meta: meta["model"].update(settings))
+    with pytest.raises(VtagError, match=words) as info:
+        storage.load_model(folder)
+    assert "\n" not in str(info.value) and str(folder) in str(info.value)
+
+
+def test_a_model_that_fits_still_loads_and_scores_the_same(tmp_path, tiny_model):
+    from vtag.models.storage import load_model, save_model
+
+    model, _ = load_model(tiny_model)
+    for dtype in ("float16", "int8", "int4"):
+        folder = save_model(model, tmp_path / dtype, dtype=dtype)
+        again, _ = load_model(folder)
+        v, a = torch.zeros(2, 1024), torch.zeros(2, 128)
+        assert torch.allclose(model.eval()(v, a), again.eval()(v, a), atol=0.5)
+
+
+def test_default_model_with_memory_and_int4_weights_loads(repo_root):
+    from vtag.models.storage import DEFAULT_MODEL_DIR, load_model
+
+    model, meta = load_model(DEFAULT_MODEL_DIR)
+    assert model.config.memory is not None and meta["weights_dtype"] == "int4"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"model": {"name": "fc-visual"}, "pad": "' + "x" * (17 << 20) + '"}', "far larger than a model's config.json"),
+], ids=["deep", "huge"])
+def test_hostile_config_json_gives_one_line(tmp_path, tiny_model, text, words):
+    from vtag.models.storage import load_model
+
+    folder = model_copy(tiny_model, tmp_path)
+    (folder / "config.json").write_text(text)
+    with pytest.raises(VtagError, match=words) as info:
+        load_model(folder)
+    assert str(folder / "config.json") in str(info.value) and "\n" not in str(info.value)
+
+
+def test_weights_that_overflow_to_nan_scores_are_an_error_not_labels(tmp_path, tiny_model):
+    from vtag.tasks.evaluate import evaluate
+
+    folder = model_copy(tiny_model, tmp_path, _poisoned(3e38, True))  # finite, but inf - inf downstream
+    records = tmp_path / "r.tfrecord"
+    write_records(records, good_records(5))
+    with pytest.raises(VtagError, match=r"the model gives NaN scores for video 0 of the input") as info:
+        evaluate(str(records), model=str(folder), device="cpu")
+    assert "\n" not in str(info.value)

@@ -15,6 +15,7 @@ from vtag.io.paths import REPO_WEIGHTS_DIR
 from vtag.models.architectures import FusionModel
 from vtag.models.packing import dequantise_state, quantise_state
 from vtag.models.registry import MODELS, ModelConfig, build_model
+from vtag.models.weight_file import check_header, check_values, expected_tensors
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -77,19 +78,18 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     if not config_path.is_file():
         raise VtagError(f"{config_path}: missing; a model folder holds config.json and model.safetensors (written by `vtag train`)")
-    try:
-        meta = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise VtagError(f"{config_path}: not readable JSON ({exc}); restore it from the run that wrote it") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
-        raise VtagError(f"{config_path}: no \"model\" settings object; is this a vtag model's config.json?")
+    meta = _read_config(config_path)
     config = ModelConfig.from_dict(meta["model"], source=str(config_path))
     if not weights_path.is_file():
         raise VtagError(f"{weights_path}: missing; copy the weights beside config.json")
+    # everything the config implies is checked against the file's header before anything is built
+    expected = expected_tensors(config, str(config_path))
+    check_header(weights_path, expected, config_path.name)
     try:
         state = load_file(weights_path, device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise VtagError(f"{weights_path}: not a readable safetensors file ({exc}); the file is corrupt or truncated") from None
+    check_values(weights_path, state)
     model = build_model(config)
     state = dequantise_state(state)
     try:
@@ -99,6 +99,28 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         detail = " ".join(line.strip() for line in first[:3])
         raise VtagError(f"{weights_path}: weights do not match the model in {config_path.name} ({detail[:300]})") from None
     return model.to(map_location), meta
+
+
+# A config.json holds settings, a vocabulary name, metrics and the training files' names: far below this.
+MAX_CONFIG_BYTES = 16 << 20
+
+
+def _read_config(config_path: Path) -> dict:
+    try:
+        with open(config_path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise VtagError(f"{config_path}: over {MAX_CONFIG_BYTES >> 20} MB, far larger than a model's config.json; "
+                            "the file is corrupt: restore it from the run that wrote it")
+        meta = json.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise VtagError(f"{config_path}: not readable JSON ({exc}); restore it from the run that wrote it") from None
+    except RecursionError:
+        raise VtagError(f"{config_path}: nested too deeply to be a model's config.json; the file is corrupt: "
+                        "restore it from the run that wrote it") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+        raise VtagError(f"{config_path}: no \"model\" settings object; is this a vtag model's config.json?")
+    return meta
 
 
 def resolve_model_dir(model: str | Path | None) -> Path:
