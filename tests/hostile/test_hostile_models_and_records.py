@@ -285,3 +285,54 @@ def test_weights_that_overflow_to_nan_scores_are_an_error_not_labels(tmp_path, t
     with pytest.raises(VtagError, match=r"the model gives NaN scores for video 0 of the input") as info:
         evaluate(str(records), model=str(folder), device="cpu")
     assert "\n" not in str(info.value)
+
+
+# ---- 3. a memory whose label ids are not classes --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_with_memory(tmp_path_factory, tiny_model) -> Path:
+    from vtag.models.attach import attach_memory
+    from vtag.models.storage import load_model, save_model
+
+    model, _ = load_model(tiny_model)
+    records = good_records(40, seed=9)
+    hybrid = attach_memory(model, np.stack([r.rgb for r in records]), np.stack([r.audio for r in records]),
+                           [r.labels for r in records], dim=16, bits=8, k=5)
+    return save_model(hybrid, tmp_path_factory.mktemp("hybrid"), extra={"vocabulary": "2018"})
+
+
+def _label(position: int, value: int):
+    def change(state):
+        state["memory.label_values"] = state["memory.label_values"].clone()
+        state["memory.label_values"][position] = value
+    return change
+
+
+def _offsets(state):
+    state["memory.label_offsets"] = state["memory.label_offsets"].clone()
+    state["memory.label_offsets"][3] = 10_000
+
+
+@pytest.mark.parametrize("change, words", [
+    (_label(4, -3), "the memory holds label id -3, outside the model's 3862 classes (0..3861)"),  # voted for 3859
+    (_label(0, 3862), "the memory holds label id 3862, outside the model's 3862 classes"),  # IndexError
+    (_label(5, 30_000), "label id 30000"),
+    (_offsets, "label offsets do not run from 0"),
+], ids=["negative", "one-past", "far", "offsets"])
+def test_memory_label_ids_outside_the_classes_are_refused_at_load(tmp_path, model_with_memory, change, words):
+    from vtag.models.storage import load_model
+
+    folder = model_copy(model_with_memory, tmp_path, change)
+    with pytest.raises(VtagError) as info:
+        load_model(folder)
+    message = str(info.value)
+    assert message.startswith(f"{folder / 'model.safetensors'}: ") and words in message, message
+    assert "vtag memory" in message and "\n" not in message
+
+
+def test_a_good_memory_still_loads(model_with_memory):
+    from vtag.models.storage import load_model
+
+    model, _ = load_model(model_with_memory)
+    assert int(model.memory.label_values.max()) < 3862

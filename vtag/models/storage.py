@@ -14,6 +14,7 @@ from vtag.io.atomic import atomic_write_bytes
 from vtag.io.paths import REPO_WEIGHTS_DIR
 from vtag.models.architectures import FusionModel
 from vtag.models.packing import dequantise_state, quantise_state
+from vtag.models.memory import check_state as check_memory_state
 from vtag.models.registry import MODELS, ModelConfig, build_model
 from vtag.models.weight_file import check_header, check_values, expected_tensors
 
@@ -90,6 +91,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise VtagError(f"{weights_path}: not a readable safetensors file ({exc}); the file is corrupt or truncated") from None
     check_values(weights_path, state)
+    if config.memory is not None:
+        check_memory_state(state, config.num_classes, str(weights_path))
     model = build_model(config)
     state = dequantise_state(state)
     try:
