@@ -30,11 +30,14 @@ def run_vtag(*args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, timeout=300)
 
 
-def one_error_line(result: subprocess.CompletedProcess) -> str:
+def one_error_line(result: subprocess.CompletedProcess, warnings: bool = False) -> str:
+    """The error line of a run that must exit 2; nothing else on stderr (but, with `warnings`, the
+    warning printed for each record --skip-bad skipped)."""
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
+    assert "Traceback" not in result.stderr and lines[-1].startswith("error: "), result.stderr
+    assert len(lines) == 1 or warnings and all(line.startswith("skipping bad record") for line in lines[:-1]), lines
+    return lines[-1]
 
 
 def good_records(n: int, seed: int = 0) -> list[YT8MRecord]:
@@ -336,3 +339,33 @@ def test_a_good_memory_still_loads(model_with_memory):
 
     model, _ = load_model(model_with_memory)
     assert int(model.memory.label_values.max()) < 3862
+
+
+# ---- 4. nothing to score ---------------------------------------------------------------------------------
+
+
+def test_an_empty_record_file_is_an_error_for_classify_and_eval(tmp_path, tiny_model):
+    empty = tmp_path / "empty.tfrecord"
+    write_tfrecord(empty, [])
+    for command in ("classify", "eval"):
+        line = one_error_line(run_vtag(command, str(empty), "--model", str(tiny_model), "--device", "cpu"))
+        assert line.endswith(f"{empty}: no records"), (command, line)
+
+
+def test_every_record_skipped_is_an_error_not_a_score_on_0_videos(tmp_path, tiny_model):
+    from vtag.tasks.classify import classify_paths
+    from vtag.tasks.evaluate import evaluate
+
+    records = good_records(3)
+    for r in records:
+        r.rgb[0] = np.nan
+    bad = tmp_path / "bad.tfrecord"
+    write_tfrecord(bad, [payload(r) for r in records])
+    words = "no video could be scored: all 3 records were skipped"
+    with pytest.raises(VtagError, match=words):
+        evaluate(str(bad), model=str(tiny_model), device="cpu", skip_bad=True)
+    with pytest.raises(VtagError, match=words):
+        list(classify_paths([bad], model=tiny_model, device="cpu", skip_bad=True))
+    line = one_error_line(run_vtag("eval", str(bad), "--model", str(tiny_model), "--device", "cpu", "--skip-bad"),
+                          warnings=True)
+    assert words in line and "GAP" not in line

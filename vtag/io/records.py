@@ -256,6 +256,16 @@ def read_records(
             log.warning("%s: skipped %d bad records", path, local.skipped - skipped_before)
 
 
+def no_records(paths: Sequence[PathLike], stats: ReadStats) -> VtagError:
+    """The error for a read that gave nothing to score: empty files, or every record skipped as bad."""
+    if stats.skipped:
+        first = f" (the first: {stats.errors[0]})" if stats.errors else ""
+        return VtagError(f"no video could be scored: all {stats.skipped} records were skipped as bad{first}")
+    names = [str(p) for p in paths]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return VtagError(f"{shown}: no records")
+
+
 def read_audioset_records(
     paths: PathLike | Sequence[PathLike], skip_bad: bool = False, stats: ReadStats | None = None
 ) -> Iterator[AudioSetRecord]:

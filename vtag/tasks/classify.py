@@ -127,9 +127,11 @@ def is_record_file(path: Path | str) -> bool:
 
 def classify_records(tagger: Tagger, path: Path, top_k: int, skip_bad: bool = False,
                      segments: float | None = None) -> Iterator[Prediction]:
-    from vtag.io.records import pool_frames, read_records
+    from vtag.io.records import no_records, pool_frames, read_records
+    from vtag.io.tfrecord import ReadStats
 
     batch: list = []
+    stats = ReadStats()
 
     def flush():
         visual = np.stack([v for _, v, _, _ in batch])
@@ -138,7 +140,7 @@ def classify_records(tagger: Tagger, path: Path, top_k: int, skip_bad: bool = Fa
             yield Prediction(rid, tagger.top_labels(scores, top_k), tagger.model_name, str(path), segments=parts)
         batch.clear()
 
-    for record in read_records([path], skip_bad=skip_bad):
+    for record in read_records([path], skip_bad=skip_bad, stats=stats):
         if record.rgb.ndim == 2:  # frame-level: pool the per-second features like the model expects
             visual, audio = pool_frames(record.rgb, record.audio, tagger.input_spec)
         elif tagger.input_spec != "mean":
@@ -161,6 +163,8 @@ def classify_records(tagger: Tagger, path: Path, top_k: int, skip_bad: bool = Fa
             yield from flush()
     if batch:
         yield from flush()
+    if not stats.records:  # exit 0 with nothing printed would look like success
+        raise no_records([path], stats)
 
 
 def classify_paths(

@@ -37,28 +37,33 @@ def load_features(records, input_spec: str, num_classes: int, skip_bad: bool = F
     """(visual float32 [N, Dv], audio float32 [N, Da], labels: list of index arrays) of record files."""
     from vtag.io.fast_reader import read_video_level_arrays
     from vtag.io.paths import expand_paths
-    from vtag.io.records import read_records
+    from vtag.io.records import no_records, read_records
+    from vtag.io.tfrecord import ReadStats
 
     paths = expand_paths(records)
     if not paths:
         raise VtagError(f"no record files match {records!r}: give .tfrecord files, folders or globs")
+    stats = ReadStats()
     if input_spec == "mean":
         try:
-            arrays = read_video_level_arrays(paths, skip_bad=skip_bad, num_classes=num_classes)
+            arrays = read_video_level_arrays(paths, skip_bad=skip_bad, num_classes=num_classes, stats=stats)
+            if not len(arrays):
+                raise no_records(paths, stats)
             return arrays.rgb, arrays.audio, arrays.labels
         except VtagError as exc:
             if "frame-level" not in str(exc):
                 raise
+            stats = ReadStats()
     from vtag.io.records import pool_frames
 
     visual, audio, labels = [], [], []
-    for record in read_records(paths, skip_bad=skip_bad, num_classes=num_classes):
+    for record in read_records(paths, skip_bad=skip_bad, num_classes=num_classes, stats=stats):
         v, a = pool_frames(record.rgb, record.audio, input_spec)
         visual.append(v)
         audio.append(a)
         labels.append(record.labels)
     if not visual:
-        raise VtagError(f"no records in {', '.join(map(str, paths))}")
+        raise no_records(paths, stats)
     return np.stack(visual).astype(np.float32), np.stack(audio).astype(np.float32), labels
 
 
