@@ -369,3 +369,101 @@ def test_every_record_skipped_is_an_error_not_a_score_on_0_videos(tmp_path, tiny
     line = one_error_line(run_vtag("eval", str(bad), "--model", str(tiny_model), "--device", "cpu", "--skip-bad"),
                           warnings=True)
     assert words in line and "GAP" not in line
+
+
+# ---- 5. extracted records say how they were made -------------------------------------------------------
+
+
+MARKS = {"vtag_extractor": "random", "vtag_video": "random", "vtag_audio": "zeros"}
+
+
+@pytest.mark.parametrize("schema", ["2018", "2017"])
+def test_provenance_round_trips_and_extra_features_leave_values_intact(tmp_path, schema):
+    from vtag.io.tfrecord import decode_message
+
+    plain = good_records(6, seed=5)
+    marked = []
+    for i, r in enumerate(plain):
+        r.schema = schema
+        if i % 2:  # every other record carries provenance, so the file mixes both layouts
+            marked.append(YT8MRecord(r.id, r.labels, r.rgb, r.audio, "video", schema, dict(MARKS)))
+        else:
+            marked.append(r)
+    path = tmp_path / "mixed.tfrecord"
+    write_records(path, marked)
+    got = list(read_records(path))
+    assert [g.provenance for g in got] == [r.provenance for r in marked]
+    arrays = read_video_level_arrays(path)
+    assert arrays.ids == [r.id for r in marked] and arrays.schema == [schema] * 6
+    for i, r in enumerate(marked):
+        assert np.array_equal(arrays.rgb[i], r.rgb) and np.array_equal(arrays.audio[i], r.audio)
+        assert np.array_equal(got[i].rgb, r.rgb) and np.array_equal(arrays.labels[i], r.labels)
+    # the extra keys sit beside the standard ones, which keep their exact encoding (what TF parses)
+    features, _ = decode_message(path.read_bytes(), 12, 12 + int.from_bytes(path.read_bytes()[:8], "little"))
+    assert "mean_rgb" in features and "vtag_extractor" not in features  # record 0 is unmarked
+
+    frame = tmp_path / "frame.tfrecord"
+    write_records(frame, [YT8MRecord("f", None, np.zeros((3, 1024), np.uint8), np.zeros((3, 128), np.uint8),
+                                     "frame", schema, dict(MARKS))], level="frame")
+    assert next(iter(read_records(frame))).provenance == MARKS
+
+
+def test_unknown_extra_features_do_not_break_the_readers(tmp_path):
+    records = good_records(4, seed=6)
+    extras = [{"some_other_tool": np.arange(5, dtype=np.float32)}, {"vtag_weird": np.array([1, 2])},
+              {"vtag_extractor": [b"\xff\xfe" + b"x" * 5000]}, {}]
+    path = tmp_path / "extra.tfrecord"
+    write_tfrecord(path, [payload(r, **e) for r, e in zip(records, extras)])
+    got = list(read_records(path))
+    arrays = read_video_level_arrays(path)
+    assert [g.id for g in got] == arrays.ids == [r.id for r in records]
+    assert got[0].provenance is None and got[1].provenance is None and got[3].provenance is None
+    assert len(got[2].provenance["vtag_extractor"]) <= 512  # a hostile value is cut, not kept whole
+    assert all(np.array_equal(a, r.rgb) for a, r in zip(arrays.rgb, records))
+
+
+def test_extracted_features_carry_their_provenance_into_records(tmp_path):
+    from vtag.features.extract import assemble_features, official_extractor
+
+    rng = np.random.default_rng(0)
+    visual, audio = rng.normal(size=(4, 1024)).astype(np.float32), rng.normal(size=(4, 128)).astype(np.float32)
+    cases = {
+        "random-no-audio": (assemble_features("a", visual, None, 4.0, random_weights=True),
+                            {"vtag_extractor": "random", "vtag_video": "random", "vtag_audio": "zeros"}),
+        "official-no-video": (assemble_features("b", None, audio, 4.0),
+                              {"vtag_extractor": official_extractor(), "vtag_video": "zeros", "vtag_audio": "vggish"}),
+        "official": (assemble_features("c", visual, audio, 4.0),
+                     {"vtag_extractor": official_extractor(), "vtag_video": "inception", "vtag_audio": "vggish"}),
+    }
+    assert "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2" in official_extractor()
+    for level in ("frame", "video"):
+        path = tmp_path / f"{level}.tfrecord"
+        write_records(path, [features.to_record(level) for features, _ in cases.values()], level=level)
+        assert [r.provenance for r in read_records(path)] == [want for _, want in cases.values()]
+
+
+def test_cli_extract_random_weights_then_info_and_classify_say_so(tmp_path, tiny_model):
+    from media_factory import make_media
+
+    clip = make_media(tmp_path / "clip.mp4", duration_s=2.0, audio=False)
+    out = tmp_path / "features.tfrecord"
+    result = run_vtag("extract", str(clip), "-o", str(out), "--random-weights")
+    assert result.returncode == 0, result.stderr
+    assert next(iter(read_records(out))).provenance == {"vtag_extractor": "random", "vtag_video": "random",
+                                                         "vtag_audio": "zeros"}
+
+    info = run_vtag("info", str(out))
+    assert info.returncode == 0, info.stderr
+    assert "features.tfrecord: extractor: random weights — labels not meaningful" in info.stdout
+    assert "features.tfrecord: audio: zero-filled" in info.stdout
+    info = json.loads(run_vtag("info", str(out), "--json").stdout)[0]
+    assert info["provenance"]["vtag_extractor"] == ["random"] and len(info["warnings"]) == 2
+
+    result = run_vtag("classify", str(out), "--model", str(tiny_model), "--device", "cpu", "--json")
+    assert result.returncode == 0, result.stderr
+    assert f"warning: {out}: extractor: random weights — labels not meaningful" in result.stderr
+    assert f"warning: {out}: audio: zero-filled" in result.stderr
+    row = json.loads(result.stdout.splitlines()[0])
+    assert row["random_weights"] is True and row["missing"] == ["audio"]
+    assert "extractor: random weights — labels not meaningful" in row["warnings"]
+    assert row["provenance"]["vtag_audio"] == "zeros"

@@ -6,7 +6,8 @@
 - `read_audioset_records` reads AudioSet release files (`audio_embedding` feature lists).
 The fast batched reader is `vtag.io.fast_reader`; summaries for `vtag info` are `vtag.io.inspect`.
 
-A bad record (truncated file, CRC mismatch, missing feature, wrong length, label out of range) raises
+A bad record (truncated file, CRC mismatch, missing feature, wrong length, label out of range, a
+feature value that is NaN, infinite or absurdly large) raises
 one `VtagError` naming the file and record index; with `skip_bad=True` it is skipped and counted in a
 `ReadStats` instead. No value is ever silently wrong.
 """
@@ -69,7 +70,9 @@ def quantize_floats(x: np.ndarray) -> np.ndarray:
 class YT8MRecord:
     """One YT8M video. `level` "video": rgb float32[1024], audio float32[128] (the release's means);
     "frame": rgb float32[T,1024], audio float32[T,128], dequantized. `schema` "2018" (key `id`) or
-    "2017" (key `video_id`). `labels` is None for unlabelled (test) records."""
+    "2017" (key `video_id`). `labels` is None for unlabelled (test) records. `provenance` holds how
+    `vtag extract` made the features (its `vtag_*` bytes features, see PROVENANCE_KEYS), None for
+    records written elsewhere (the release)."""
 
     id: str
     labels: np.ndarray | None
@@ -77,6 +80,7 @@ class YT8MRecord:
     audio: np.ndarray
     level: str = "video"
     schema: str = "2018"
+    provenance: dict[str, str] | None = None
 
     @property
     def num_frames(self) -> int | None:
@@ -84,8 +88,40 @@ class YT8MRecord:
 
     def __repr__(self) -> str:
         labels = None if self.labels is None else self.labels.tolist()
+        extra = f", provenance={self.provenance!r}" if self.provenance else ""
         return (f"YT8MRecord(id={self.id!r}, labels={labels}, rgb={list(self.rgb.shape)}, "
-                f"audio={list(self.audio.shape)}, level={self.level!r}, schema={self.schema!r})")
+                f"audio={list(self.audio.shape)}, level={self.level!r}, schema={self.schema!r}{extra})")
+
+
+# How extracted features were made, as extra bytes features of each record `vtag extract` writes:
+# readers that ask for id/labels/mean_rgb/... (TensorFlow's parse_single_example, Google's starter
+# code) never see them. vtag_extractor: "random", or the sha256 of the Inception and PCA files;
+# vtag_video / vtag_audio: "inception" / "vggish", "random", or "zeros" (the file had no such track).
+PROVENANCE_PREFIX = "vtag_"
+PROVENANCE_KEYS = ("vtag_extractor", "vtag_video", "vtag_audio")
+_PROVENANCE_CHARS = 512  # a value is a short mark; a longer one is cut, never allowed to fill memory
+
+
+def provenance_warnings(provenance: dict[str, str] | None) -> list[str]:
+    """What a user must be told about features made this way (one line each; empty when nothing)."""
+    provenance = provenance or {}
+    out = []
+    if provenance.get("vtag_extractor") == "random":
+        out.append("extractor: random weights — labels not meaningful")
+    for track in ("video", "audio"):
+        if provenance.get(f"vtag_{track}") == "zeros":
+            out.append(f"{track}: zero-filled (the file had no {track} track)")
+    return out
+
+
+def _provenance_of(features: dict) -> dict[str, str] | None:
+    found = {}
+    for key, value in features.items():
+        # anything else under the prefix is someone else's extra feature: ignored, never an error
+        if key.startswith(PROVENANCE_PREFIX) and isinstance(value, list) and len(value) == 1 \
+                and isinstance(value[0], bytes):
+            found[key] = value[0][:_PROVENANCE_CHARS].decode("utf-8", "replace")
+    return found or None
 
 
 @dataclass
@@ -188,13 +224,14 @@ def yt8m_record(features: dict, lists: dict | None, num_classes: int) -> YT8MRec
         q_audio = _frames(lists, "audio", AUDIO_DIM)
         if len(q_rgb) != len(q_audio):
             raise Malformed(f"{len(q_rgb)} rgb frames but {len(q_audio)} audio frames")
-        return YT8MRecord(vid, labels, dequantize_bytes(q_rgb), dequantize_bytes(q_audio), "frame", schema)
+        return YT8MRecord(vid, labels, dequantize_bytes(q_rgb), dequantize_bytes(q_audio), "frame", schema,
+                          _provenance_of(features))
     if lists and "audio_embedding" in lists:
         raise Malformed("this is an AudioSet record (feature list 'audio_embedding'); read it with "
                          "read_audioset_records")
     rgb = _float_feature(features, "mean_rgb", RGB_DIM).copy()
     audio = _float_feature(features, "mean_audio", AUDIO_DIM).copy()
-    return YT8MRecord(vid, labels, rgb, audio, "video", schema)
+    return YT8MRecord(vid, labels, rgb, audio, "video", schema, _provenance_of(features))
 
 
 def _fast_record(data: bytes, parsed: tuple, limit: int) -> YT8MRecord:
@@ -311,6 +348,11 @@ def write_records(path: PathLike, records: Iterable[YT8MRecord], level: str = "v
             context: dict = {key: [record.id]}
             if record.labels is not None:
                 context["labels"] = np.asarray(record.labels, dtype=np.int64)
+            for name, value in (record.provenance or {}).items():
+                if not name.startswith(PROVENANCE_PREFIX) or not isinstance(value, str):
+                    raise VtagError(f"{path}: record {i} ({record.id}): provenance entries are "
+                                    f"'{PROVENANCE_PREFIX}*' names with text values, not {name!r}: {value!r}")
+                context[name] = [value]
             rgb, audio = np.asarray(record.rgb), np.asarray(record.audio)
             for name, values in (("rgb", rgb), ("audio", audio)):
                 # quantizing NaN gives an arbitrary byte, and a NaN mean poisons every score read back
