@@ -51,6 +51,8 @@ def info(
     console.print(table)
     if any(i.frames for i in infos):
         console.print("frames: min/mean/max per record", style="dim")
+    for name, warning in ((name, w) for name, i in zip(names, infos) for w in i.warnings):
+        console.print(f"{name}: {warning}", style="yellow", highlight=False, soft_wrap=True)
 
 
 @app.command("labels")

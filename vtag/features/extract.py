@@ -70,10 +70,31 @@ class VideoFeatures:
         from vtag.io.records import YT8MRecord
 
         if level == "frame":
-            return YT8MRecord(self.id, labels, self.rgb, self.audio, level="frame")
+            return YT8MRecord(self.id, labels, self.rgb, self.audio, level="frame", provenance=self.provenance())
         if level == "video":
-            return YT8MRecord(self.id, labels, self.mean_rgb, self.mean_audio, level="video")
+            return YT8MRecord(self.id, labels, self.mean_rgb, self.mean_audio, level="video",
+                              provenance=self.provenance())
         raise VtagError(f"level must be 'frame' or 'video', not {level!r}")
+
+    def provenance(self) -> dict[str, str]:
+        """How these features were made, written into each record (vtag.io.records.PROVENANCE_KEYS):
+        a record of random or zero-filled features must say so wherever it goes."""
+        made = "random" if self.random_weights else None
+        return {"vtag_extractor": made or official_extractor(),
+                "vtag_video": (made or "inception") if self.has_video else "zeros",
+                "vtag_audio": (made or "vggish") if self.has_audio else "zeros"}
+
+
+@functools.lru_cache(maxsize=1)
+def official_extractor() -> str:
+    """The official visual weights by their published sha256 (the files are verified against these
+    before they are used): the Inception network, and the YT8M PCA's mean (its archive has no digest)."""
+    from vtag.features.inception import WEIGHT_FILE
+    from vtag.features.pca import YT8M_PCA_FILE
+    from vtag.weights import WEIGHT_FILES
+
+    pca_mean = next(m.sha256 for m in WEIGHT_FILES[YT8M_PCA_FILE].members if m.name == "mean.npy")
+    return f"{WEIGHT_FILE} sha256:{WEIGHT_FILES[WEIGHT_FILE].sha256}; {YT8M_PCA_FILE} mean.npy sha256:{pca_mean}"
 
 
 def pooled(features: VideoFeatures, spec: str = "mean") -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from vtag.errors import VtagError
 from vtag.io.paths import PathLike, expand_paths
-from vtag.io.records import AUDIO_DIM, MAX_NUM_CLASSES, RGB_DIM, yt8m_record
+from vtag.io.records import AUDIO_DIM, MAX_NUM_CLASSES, RGB_DIM, FEATURE_LIMIT, record_where, value_problem, yt8m_record
 from vtag.io.tfrecord import Malformed, ReadStats, bad_record, decode_message, frame_records, read_file
 from vtag.io.yt8m_layout import (
     AUDIO_BYTES, KEY_ID, KEY_VIDEO_ID, MIN_RECORD_BYTES, RGB_BYTES, decode_varint_chunks, fast_video_entry,
@@ -53,6 +53,17 @@ class VideoLevelArrays:
                 raise VtagError(f"labels run up to {int(values.max())}, beyond num_classes={num_classes}")
             out[np.repeat(np.arange(len(self.ids)), sizes), values] = 1.0
         return out
+
+
+def _value_problems(rgb: np.ndarray, audio: np.ndarray, first: int, problems: dict[int, str]) -> None:
+    """Rows `first`.. holding NaN, infinity or absurd magnitudes -> what is wrong, into `problems`. Run
+    per file, while its rows are still in cache: min and max over them (they propagate NaN), and a look
+    at single rows only when that finds something."""
+    for name, values in (("mean_rgb", rgb), ("mean_audio", audio)):
+        if value_problem(values, name) is None:
+            continue
+        for i in np.flatnonzero(~(np.abs(values) <= FEATURE_LIMIT).all(axis=1)).tolist():
+            problems.setdefault(first + i, value_problem(values[i], name))
 
 
 def _video_file(data: bytes, path: Path, skip_bad: bool, stats: ReadStats, out: dict) -> None:
@@ -121,12 +132,15 @@ def read_video_level_arrays(
            "ids": [], "raw_labels": [], "keys": [], "rec_index": [], "n": 0, "capacity": capacity,
            "limit": limit}
     file_starts: list[int] = []  # record number at which each file starts, to name files in errors
+    out_of_range: dict[int, str] = {}
     try:
         for path in files:
             file_starts.append(out["n"])
             skipped_before = local.skipped
             local.files += 1
             _video_file(read_file(path), path, skip_bad, local, out)
+            _value_problems(rgb[file_starts[-1]:out["n"]], audio[file_starts[-1]:out["n"]], file_starts[-1],
+                            out_of_range)
             if local.skipped > skipped_before:
                 log.warning("%s: skipped %d bad records", path, local.skipped - skipped_before)
     finally:
@@ -164,10 +178,13 @@ def read_video_level_arrays(
             except UnicodeDecodeError:
                 id_text.append("")
                 bad.setdefault(i, f"video id is not UTF-8: {x[:40]!r}")
+    for i, problem in out_of_range.items():
+        bad.setdefault(i, problem)
     keep = None
     if bad:
         for i in sorted(bad):
-            bad_record(files[bisect.bisect_right(file_starts, i) - 1], rec_index[i], bad[i], skip_bad, local)
+            where = record_where(rec_index[i], id_text[i]) if out_of_range.get(i) == bad[i] else rec_index[i]
+            bad_record(files[bisect.bisect_right(file_starts, i) - 1], where, bad[i], skip_bad, local)
         keep = np.array([i not in bad for i in range(n)])
     schema = ["2018" if k == KEY_ID else "2017" for k in keys]
     rgb, audio = rgb[:n], audio[:n]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from vtag.io.paths import PathLike, expand_paths
-from vtag.io.records import labels_of, read_audioset_records, read_records
+from vtag.io.records import labels_of, provenance_warnings, read_audioset_records, read_records
 from vtag.io.tfrecord import ReadStats, bad_record, decode_message, frame_records, Malformed, read_file
 from vtag.io.yt8m_layout import KEY_ID, decode_varint_chunks, fast_video_entry, label_varint_problem
 
@@ -66,13 +66,15 @@ class FileInfo:
     frames: tuple[int, float, int] | None  # min, mean, max frames per record (frame-level, AudioSet)
     bad: int
     max_label: int | None
+    provenance: dict[str, list[str]] = field(default_factory=dict)  # vtag_* key -> the values its records hold
+    warnings: list[str] = field(default_factory=list)  # what the provenance means for labels, one line each
 
     def as_dict(self) -> dict:
         return {
             "path": self.path, "kind": self.kind, "schema": self.schema, "records": self.records,
             "labelled": self.labelled,
             "frames": None if self.frames is None else dict(zip(("min", "mean", "max"), self.frames)),
-            "bad": self.bad, "max_label": self.max_label,
+            "bad": self.bad, "max_label": self.max_label, "provenance": self.provenance, "warnings": self.warnings,
         }
 
 
@@ -100,6 +102,8 @@ def inspect_file(path: PathLike, skip_bad: bool = False) -> FileInfo:
     schemas: set[str] = set()
     labelled = 0
     max_label: int | None = None
+    provenance: dict[str, set[str]] = {}
+    warnings: dict[str, None] = {}  # ordered, distinct
     if _peek_kind(path) == "audioset":
         for rec in read_audioset_records(path, skip_bad=skip_bad, stats=stats):
             kinds.add("audioset")
@@ -114,6 +118,10 @@ def inspect_file(path: PathLike, skip_bad: bool = False) -> FileInfo:
             schemas.add("2018 id" if rec.schema == "2018" else "2017 video_id")
             if rec.level == "frame":
                 frame_counts.append(len(rec.rgb))
+            if rec.provenance:
+                for key, value in rec.provenance.items():
+                    provenance.setdefault(key, set()).add(value)
+                warnings.update(dict.fromkeys(provenance_warnings(rec.provenance)))
             if rec.labels is not None:
                 labelled += 1
                 if rec.labels.size:
@@ -126,5 +134,6 @@ def inspect_file(path: PathLike, skip_bad: bool = False) -> FileInfo:
         frames = None
     kind = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "empty")
     schema = schemas.pop() if len(schemas) == 1 else ("mixed" if schemas else "")
-    return FileInfo(str(path), kind, schema, stats.records, labelled, frames, stats.skipped, max_label)
+    return FileInfo(str(path), kind, schema, stats.records, labelled, frames, stats.skipped, max_label,
+                    {key: sorted(values) for key, values in provenance.items()}, list(warnings))
 

@@ -6,7 +6,8 @@
 - `read_audioset_records` reads AudioSet release files (`audio_embedding` feature lists).
 The fast batched reader is `vtag.io.fast_reader`; summaries for `vtag info` are `vtag.io.inspect`.
 
-A bad record (truncated file, CRC mismatch, missing feature, wrong length, label out of range) raises
+A bad record (truncated file, CRC mismatch, missing feature, wrong length, label out of range, a
+feature value that is NaN, infinite or absurdly large) raises
 one `VtagError` naming the file and record index; with `skip_bad=True` it is skipped and counted in a
 `ReadStats` instead. No value is ever silently wrong.
 """
@@ -33,6 +34,10 @@ log = logging.getLogger("vtag.io.records")
 # know the vocabulary in use pass its size as `num_classes` for the exact check.
 MAX_NUM_CLASSES = 4716
 INPUT_SPECS = {"mean": (RGB_DIM, AUDIO_DIM), "mean+std": (2 * RGB_DIM, 2 * AUDIO_DIM)}
+# Dequantized YT8M features lie in [-2, 2.008] (every shard of the 2017 and 2018 releases); an
+# extractor's unquantized means stay within a few tens. A value beyond this is corruption, not a
+# feature: it would saturate every score and give arbitrary labels.
+FEATURE_LIMIT = 1e4
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -65,7 +70,9 @@ def quantize_floats(x: np.ndarray) -> np.ndarray:
 class YT8MRecord:
     """One YT8M video. `level` "video": rgb float32[1024], audio float32[128] (the release's means);
     "frame": rgb float32[T,1024], audio float32[T,128], dequantized. `schema` "2018" (key `id`) or
-    "2017" (key `video_id`). `labels` is None for unlabelled (test) records."""
+    "2017" (key `video_id`). `labels` is None for unlabelled (test) records. `provenance` holds how
+    `vtag extract` made the features (its `vtag_*` bytes features, see PROVENANCE_KEYS), None for
+    records written elsewhere (the release)."""
 
     id: str
     labels: np.ndarray | None
@@ -73,6 +80,7 @@ class YT8MRecord:
     audio: np.ndarray
     level: str = "video"
     schema: str = "2018"
+    provenance: dict[str, str] | None = None
 
     @property
     def num_frames(self) -> int | None:
@@ -80,8 +88,40 @@ class YT8MRecord:
 
     def __repr__(self) -> str:
         labels = None if self.labels is None else self.labels.tolist()
+        extra = f", provenance={self.provenance!r}" if self.provenance else ""
         return (f"YT8MRecord(id={self.id!r}, labels={labels}, rgb={list(self.rgb.shape)}, "
-                f"audio={list(self.audio.shape)}, level={self.level!r}, schema={self.schema!r})")
+                f"audio={list(self.audio.shape)}, level={self.level!r}, schema={self.schema!r}{extra})")
+
+
+# How extracted features were made, as extra bytes features of each record `vtag extract` writes:
+# readers that ask for id/labels/mean_rgb/... (TensorFlow's parse_single_example, Google's starter
+# code) never see them. vtag_extractor: "random", or the sha256 of the Inception and PCA files;
+# vtag_video / vtag_audio: "inception" / "vggish", "random", or "zeros" (the file had no such track).
+PROVENANCE_PREFIX = "vtag_"
+PROVENANCE_KEYS = ("vtag_extractor", "vtag_video", "vtag_audio")
+_PROVENANCE_CHARS = 512  # a value is a short mark; a longer one is cut, never allowed to fill memory
+
+
+def provenance_warnings(provenance: dict[str, str] | None) -> list[str]:
+    """What a user must be told about features made this way (one line each; empty when nothing)."""
+    provenance = provenance or {}
+    out = []
+    if provenance.get("vtag_extractor") == "random":
+        out.append("extractor: random weights — labels not meaningful")
+    for track in ("video", "audio"):
+        if provenance.get(f"vtag_{track}") == "zeros":
+            out.append(f"{track}: zero-filled (the file had no {track} track)")
+    return out
+
+
+def _provenance_of(features: dict) -> dict[str, str] | None:
+    found = {}
+    for key, value in features.items():
+        # anything else under the prefix is someone else's extra feature: ignored, never an error
+        if key.startswith(PROVENANCE_PREFIX) and isinstance(value, list) and len(value) == 1 \
+                and isinstance(value[0], bytes):
+            found[key] = value[0][:_PROVENANCE_CHARS].decode("utf-8", "replace")
+    return found or None
 
 
 @dataclass
@@ -93,6 +133,26 @@ class AudioSetRecord:
     end_time: float
     labels: np.ndarray
     audio: np.ndarray
+
+
+def value_problem(values: np.ndarray, name: str) -> str | None:
+    """None when every value is finite and within FEATURE_LIMIT, else what is wrong (for a message).
+    min and max propagate NaN, so the usual case is two passes over the array and no temporary."""
+    if values.size == 0 or (values.min() >= -FEATURE_LIMIT and values.max() <= FEATURE_LIMIT):
+        return None
+    if np.isnan(values).any():
+        what = "NaN"
+    elif np.isinf(values).any():
+        what = "infinity"
+    else:
+        flat = values.reshape(-1)
+        what = f"{float(flat[np.argmax(np.abs(flat))]):.3g}, far outside any feature's range (about -2..2)"
+    return f"{name} holds {what}; the file is corrupt"
+
+
+def record_where(index: int, vid: str) -> str:
+    """How a bad record is named when its id is known: 'record 7 (id 'abcd')' in `bad_record`'s message."""
+    return f"{index} (id {vid!r})"
 
 
 def _one_bytes(features: dict, key: str) -> bytes:
@@ -164,13 +224,14 @@ def yt8m_record(features: dict, lists: dict | None, num_classes: int) -> YT8MRec
         q_audio = _frames(lists, "audio", AUDIO_DIM)
         if len(q_rgb) != len(q_audio):
             raise Malformed(f"{len(q_rgb)} rgb frames but {len(q_audio)} audio frames")
-        return YT8MRecord(vid, labels, dequantize_bytes(q_rgb), dequantize_bytes(q_audio), "frame", schema)
+        return YT8MRecord(vid, labels, dequantize_bytes(q_rgb), dequantize_bytes(q_audio), "frame", schema,
+                          _provenance_of(features))
     if lists and "audio_embedding" in lists:
         raise Malformed("this is an AudioSet record (feature list 'audio_embedding'); read it with "
                          "read_audioset_records")
     rgb = _float_feature(features, "mean_rgb", RGB_DIM).copy()
     audio = _float_feature(features, "mean_audio", AUDIO_DIM).copy()
-    return YT8MRecord(vid, labels, rgb, audio, "video", schema)
+    return YT8MRecord(vid, labels, rgb, audio, "video", schema, _provenance_of(features))
 
 
 def _fast_record(data: bytes, parsed: tuple, limit: int) -> YT8MRecord:
@@ -221,10 +282,25 @@ def read_records(
             except Malformed as exc:
                 bad_record(path, index, str(exc), skip_bad, local)
                 continue
+            if record.level == "video":  # frame-level values are dequantized bytes: always in range
+                problem = value_problem(record.rgb, "mean_rgb") or value_problem(record.audio, "mean_audio")
+                if problem:
+                    bad_record(path, record_where(index, record.id), problem, skip_bad, local)
+                    continue
             local.records += 1
             yield record
         if local.skipped > skipped_before:
             log.warning("%s: skipped %d bad records", path, local.skipped - skipped_before)
+
+
+def no_records(paths: Sequence[PathLike], stats: ReadStats) -> VtagError:
+    """The error for a read that gave nothing to score: empty files, or every record skipped as bad."""
+    if stats.skipped:
+        first = f" (the first: {stats.errors[0]})" if stats.errors else ""
+        return VtagError(f"no video could be scored: all {stats.skipped} records were skipped as bad{first}")
+    names = [str(p) for p in paths]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return VtagError(f"{shown}: no records")
 
 
 def read_audioset_records(
@@ -272,7 +348,18 @@ def write_records(path: PathLike, records: Iterable[YT8MRecord], level: str = "v
             context: dict = {key: [record.id]}
             if record.labels is not None:
                 context["labels"] = np.asarray(record.labels, dtype=np.int64)
+            for name, value in (record.provenance or {}).items():
+                if not name.startswith(PROVENANCE_PREFIX) or not isinstance(value, str):
+                    raise VtagError(f"{path}: record {i} ({record.id}): provenance entries are "
+                                    f"'{PROVENANCE_PREFIX}*' names with text values, not {name!r}: {value!r}")
+                context[name] = [value]
             rgb, audio = np.asarray(record.rgb), np.asarray(record.audio)
+            for name, values in (("rgb", rgb), ("audio", audio)):
+                # quantizing NaN gives an arbitrary byte, and a NaN mean poisons every score read back
+                problem = values.dtype != np.uint8 and value_problem(values, name)
+                if problem:
+                    raise VtagError(f"{path}: record {i} (id {record.id!r}): {problem.split(';')[0]}; nothing "
+                                    "was written (the features that went in are broken)")
             if level == "video":
                 if rgb.shape != (RGB_DIM,) or audio.shape != (AUDIO_DIM,):
                     raise VtagError(f"{path}: record {i} ({record.id}): video-level records need rgb[1024] "

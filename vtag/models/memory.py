@@ -58,6 +58,27 @@ def check_settings(memory: Any, source: str) -> None:
             raise VtagError(f"{source}: memory {key} must be in ({low}, {high}], got {value!r}")
 
 
+def check_state(state: dict[str, torch.Tensor], num_classes: int, source: str) -> None:
+    """Raises VtagError when the memory's label table in a loaded state dict cannot be looked up as it
+    stands: a label id outside 0..num_classes-1 (a negative one would silently index from the end and
+    vote for another class; one too large is an IndexError at the first query), or offsets that do
+    not run from 0 up to the number of labels."""
+    values, offsets = state.get("memory.label_values"), state.get("memory.label_offsets")
+    if values is None or offsets is None:
+        return  # a missing buffer is named by the strict load
+    fix = "the file is corrupt: rebuild the memory with `vtag memory`"
+    if values.numel():
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= num_classes:
+            wrong = low if low < 0 else high
+            raise VtagError(f"{source}: the memory holds label id {wrong}, outside the model's {num_classes} "
+                            f"classes (0..{num_classes - 1}); {fix}")
+    steps = offsets[1:].long() - offsets[:-1].long()
+    if offsets.numel() and (int(offsets[0]) != 0 or int(offsets[-1]) != values.numel() or bool((steps < 0).any())):
+        raise VtagError(f"{source}: the memory's label offsets do not run from 0 up to its {values.numel()} "
+                        f"labels; {fix}")
+
+
 def joint_key(visual: torch.Tensor, audio: torch.Tensor, audio_weight: float) -> torch.Tensor:
     """A video's key before projection: its L2-normalised visual mean beside its L2-normalised audio
     mean x `audio_weight`."""

@@ -14,8 +14,10 @@ from vtag.io.atomic import atomic_write_bytes
 from vtag.io.paths import REPO_WEIGHTS_DIR
 from vtag.models.architectures import FusionModel
 from vtag.models.packing import dequantise_state, quantise_state
+from vtag.models.memory import check_state as check_memory_state
 from vtag.models.registry import MODELS, ModelConfig, build_model
-from vtag.models.trunk_files import read_tensor_file, trunk_tensors
+from vtag.models.trunk_files import is_own, read_tensor_file, trunk_file, trunk_tensors
+from vtag.models.weight_file import check_header, check_values, expected_tensors
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -78,18 +80,24 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     if not config_path.is_file():
         raise VtagError(f"{config_path}: missing; a model folder holds config.json and model.safetensors (written by `vtag train`)")
-    try:
-        meta = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise VtagError(f"{config_path}: not readable JSON ({exc}); restore it from the run that wrote it") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
-        raise VtagError(f"{config_path}: no \"model\" settings object; is this a vtag model's config.json?")
+    meta = _read_config(config_path)
     config = ModelConfig.from_dict(meta["model"], source=str(config_path))
     if not weights_path.is_file():
         raise VtagError(f"{weights_path}: missing; copy the weights beside config.json")
-    state = read_tensor_file(weights_path)
+    # everything the config implies is checked against the files' headers before anything is built
+    expected = expected_tensors(config, str(config_path))
     if "trunk" in meta:  # a head model (vtag.models.heads): the rest of its tensors are its trunk's
-        state = {**trunk_tensors(config_path, meta["trunk"], state, WEIGHTS_FILE, meta.get("trunk_sha256")), **state}
+        trunk_path = trunk_file(config_path, meta["trunk"], WEIGHTS_FILE, meta.get("trunk_sha256"))
+        check_header(weights_path, {k: v for k, v in expected.items() if is_own(k)}, config_path.name)
+        check_header(trunk_path, {k: v for k, v in expected.items() if not is_own(k)}, config_path.name, ignore=is_own)
+        state = read_tensor_file(weights_path)
+        state = {**trunk_tensors(trunk_path, state), **state}
+    else:
+        check_header(weights_path, expected, config_path.name)
+        state = read_tensor_file(weights_path)
+    check_values(weights_path, state)
+    if config.memory is not None:
+        check_memory_state(state, config.num_classes, str(weights_path))
     state = dequantise_state(state)
     try:
         model = _built_from(config, state)
@@ -112,6 +120,28 @@ def _built_from(config: ModelConfig, state: dict[str, torch.Tensor]) -> FusionMo
         model = build_model(config)
         model.load_state_dict(state, strict=True)
     return model
+
+
+# A config.json holds settings, a vocabulary name, metrics and the training files' names: far below this.
+MAX_CONFIG_BYTES = 16 << 20
+
+
+def _read_config(config_path: Path) -> dict:
+    try:
+        with open(config_path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise VtagError(f"{config_path}: over {MAX_CONFIG_BYTES >> 20} MB, far larger than a model's config.json; "
+                            "the file is corrupt: restore it from the run that wrote it")
+        meta = json.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise VtagError(f"{config_path}: not readable JSON ({exc}); restore it from the run that wrote it") from None
+    except RecursionError:
+        raise VtagError(f"{config_path}: nested too deeply to be a model's config.json; the file is corrupt: "
+                        "restore it from the run that wrote it") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+        raise VtagError(f"{config_path}: no \"model\" settings object; is this a vtag model's config.json?")
+    return meta
 
 
 def resolve_model_dir(model: str | Path | None, vocabulary: str = "2018") -> Path:

@@ -45,11 +45,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def trunk_tensors(config_path: Path, trunk: object, own: dict[str, torch.Tensor],
-                  weights_file: str, trunk_sha256: object = None) -> dict[str, torch.Tensor]:
-    """The stored tensors the head model of `config_path` takes from its trunk: all of the trunk's
-    file but those the head holds itself (with their quantisation scales), as stored there. A head is
-    fitted to one trunk's features: `trunk_sha256` (recorded when it was fitted) refuses any other."""
+def trunk_file(config_path: Path, trunk: object, weights_file: str, trunk_sha256: object = None) -> Path:
+    """The trunk's weights file a head model's config names. A head is fitted to one trunk's features:
+    `trunk_sha256` (recorded when it was fitted) refuses any other."""
     if not isinstance(trunk, str) or not trunk:
         raise VtagError(f"{config_path}: \"trunk\" must name the folder the model shares tensors with")
     path = config_path.parent / trunk / weights_file
@@ -58,6 +56,12 @@ def trunk_tensors(config_path: Path, trunk: object, own: dict[str, torch.Tensor]
     if isinstance(trunk_sha256, str) and file_sha256(path) != trunk_sha256:
         raise VtagError(f"{config_path}: its trunk {path} has changed since the head was fitted (sha256 differs); "
                         "fit the head again with `vtag transfer`")
+    return path
+
+
+def trunk_tensors(path: Path, own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The stored tensors a head model takes from its trunk's file: all but those the head holds
+    itself (with their quantisation scales), as stored there."""
     stored = read_tensor_file(path)
     own_bases = {_base(k) for k in own}
     return {k: v for k, v in stored.items() if _base(k) not in own_bases}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from vtag.errors import VtagError
+
+log = logging.getLogger("vtag.tasks.classify")
 
 RECORD_SUFFIXES = {".tfrecord", ".tfrec", ".record", ".tfrecords"}
 MEDIA_SUFFIXES = {
@@ -42,6 +45,7 @@ class Prediction:
     missing: list[str] = field(default_factory=list)  # "audio" and/or "video"
     random_weights: bool = False
     segments: list | None = None  # [segments.Segment] when asked for (--segments)
+    provenance: dict | None = None  # how a record's features were made (vtag extract), if it says
     thumbnails: list = field(default_factory=list, repr=False)  # [(time_s, small rgb)] when asked for
 
     def to_json(self) -> dict:
@@ -55,6 +59,11 @@ class Prediction:
         if self.random_weights:
             out["random_weights"] = True
             out["warning"] = "features from randomly initialised extractors: labels are not meaningful"
+        if self.provenance:
+            from vtag.io.records import provenance_warnings
+
+            out["provenance"] = self.provenance
+            out["warnings"] = provenance_warnings(self.provenance)
         if self.segments is not None:
             out["segments"] = [segment.to_json() for segment in self.segments]
         return out
@@ -153,18 +162,28 @@ def is_record_file(path: Path | str) -> bool:
 
 def classify_records(tagger: Tagger, path: Path, top_k: int, skip_bad: bool = False,
                      segments: float | None = None) -> Iterator[Prediction]:
-    from vtag.io.records import pool_frames, read_records
+    from vtag.io.records import no_records, pool_frames, provenance_warnings, read_records
+    from vtag.io.tfrecord import ReadStats
 
     batch: list = []
+    stats = ReadStats()
 
     def flush():
         visual = np.stack([v for _, v, _, _ in batch])
         audio = np.stack([a for _, _, a, _ in batch])
-        for (rid, _, _, parts), scores in zip(batch, tagger.scores(visual, audio)):
-            yield Prediction(rid, tagger.top_labels(scores, top_k), tagger.model_name, str(path), segments=parts)
+        for ((rid, provenance), _, _, parts), scores in zip(batch, tagger.scores(visual, audio)):
+            made = provenance or {}
+            missing = [track for track in ("video", "audio") if made.get(f"vtag_{track}") == "zeros"]
+            yield Prediction(rid, tagger.top_labels(scores, top_k), tagger.model_name, str(path), missing,
+                             made.get("vtag_extractor") == "random", segments=parts, provenance=provenance)
         batch.clear()
 
-    for record in read_records([path], skip_bad=skip_bad):
+    warned: set[str] = set()
+    for record in read_records([path], skip_bad=skip_bad, stats=stats):
+        for warning in provenance_warnings(record.provenance):
+            if warning not in warned:  # once per file, on stderr
+                log.warning("warning: %s: %s", path, warning)
+                warned.add(warning)
         if record.rgb.ndim == 2:  # frame-level: pool the per-second features like the model expects
             visual, audio = pool_frames(record.rgb, record.audio, tagger.input_spec)
         elif tagger.input_spec != "mean":
@@ -182,11 +201,13 @@ def classify_records(tagger: Tagger, path: Path, top_k: int, skip_bad: bool = Fa
                 raise VtagError(f"{path}: --segments needs frame-level records; video-level ones hold one mean per "
                                 "video (`vtag extract --level frame` writes frame-level records)")
             parts = score_segments(tagger, record.rgb, record.audio, segments, top_k=top_k)
-        batch.append((record.id, visual, audio, parts))
+        batch.append(((record.id, record.provenance), visual, audio, parts))
         if len(batch) == 512:
             yield from flush()
     if batch:
         yield from flush()
+    if not stats.records:  # exit 0 with nothing printed would look like success
+        raise no_records([path], stats)
 
 
 def classify_paths(

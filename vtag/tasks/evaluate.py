@@ -38,28 +38,33 @@ def load_features(records, input_spec: str, num_classes: int, skip_bad: bool = F
     """(visual float32 [N, Dv], audio float32 [N, Da], labels: list of index arrays) of record files."""
     from vtag.io.fast_reader import read_video_level_arrays
     from vtag.io.paths import expand_paths
-    from vtag.io.records import read_records
+    from vtag.io.records import no_records, read_records
+    from vtag.io.tfrecord import ReadStats
 
     paths = expand_paths(records)
     if not paths:
         raise VtagError(f"no record files match {records!r}: give .tfrecord files, folders or globs")
+    stats = ReadStats()
     if input_spec == "mean":
         try:
-            arrays = read_video_level_arrays(paths, skip_bad=skip_bad, num_classes=num_classes)
+            arrays = read_video_level_arrays(paths, skip_bad=skip_bad, num_classes=num_classes, stats=stats)
+            if not len(arrays):
+                raise no_records(paths, stats)
             return arrays.rgb, arrays.audio, arrays.labels
         except VtagError as exc:
             if "frame-level" not in str(exc):
                 raise
+            stats = ReadStats()
     from vtag.io.records import pool_frames
 
     visual, audio, labels = [], [], []
-    for record in read_records(paths, skip_bad=skip_bad, num_classes=num_classes):
+    for record in read_records(paths, skip_bad=skip_bad, num_classes=num_classes, stats=stats):
         v, a = pool_frames(record.rgb, record.audio, input_spec)
         visual.append(v)
         audio.append(a)
         labels.append(record.labels)
     if not visual:
-        raise VtagError(f"no records in {', '.join(map(str, paths))}")
+        raise no_records(paths, stats)
     return np.stack(visual).astype(np.float32), np.stack(audio).astype(np.float32), labels
 
 
@@ -85,13 +90,22 @@ def _prepare(records, model, device: str, skip_bad: bool, runtime: str = "torch"
     return net, dict(meta, model_dir=str(directory)), visual, audio, labels, device
 
 
+def _finite(start: int, scores: np.ndarray) -> tuple[int, np.ndarray]:
+    """(start, scores), or VtagError when a score is NaN: NaN ranks anywhere, so its labels would be arbitrary."""
+    if not np.isfinite(scores).all():
+        row = start + int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
+        raise VtagError(f"the model gives NaN scores for video {row} of the input (counting from 0): its weights "
+                        "overflow on these features; check the model folder, or that the features are YT8M's")
+    return start, scores
+
+
 def score_batches(net, visual: np.ndarray, audio: np.ndarray, batch_size: int, device: str, dtype):
     """Sigmoid scores batch by batch. float64 keeps confident scores apart: in float32, sigmoid of any
     logit above ~17 is exactly 1.0, and such ties would leave their GAP order to the tie rule."""
     if getattr(net, "runtime", "torch") == "onnx":  # vtag.tasks.onnx_runtime.OnnxScorer: probabilities already
         for start in range(0, len(visual), batch_size):
             end = start + batch_size
-            yield start, net.probabilities(visual[start:end], audio[start:end]).astype(dtype, copy=False)
+            yield _finite(start, net.probabilities(visual[start:end], audio[start:end]).astype(dtype, copy=False))
         return
     import torch
 
@@ -100,7 +114,7 @@ def score_batches(net, visual: np.ndarray, audio: np.ndarray, batch_size: int, d
             v = torch.as_tensor(np.asarray(visual[start:start + batch_size], np.float32)).to(device)
             a = torch.as_tensor(np.asarray(audio[start:start + batch_size], np.float32)).to(device)
             logits = net(v, a).to(torch.float64 if dtype == np.float64 else torch.float32)
-            yield start, torch.sigmoid(logits).cpu().numpy()
+            yield _finite(start, torch.sigmoid(logits).cpu().numpy())
 
 
 def predict(records, model=None, batch_size: int = 1024, device: str = "auto", skip_bad: bool = False,
