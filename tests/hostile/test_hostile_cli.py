@@ -57,3 +57,48 @@ def test_a_built_wheel_classifies_records_without_the_checkout(tmp_path):
     where = subprocess.run([sys.executable, "-c", "import vtag; print(vtag.__file__)"], capture_output=True,
                            text=True, env=env, cwd=elsewhere, check=True).stdout
     assert str(site) in where  # the wheel answered, not the checkout
+
+
+# ---- 2. -o always writes ------------------------------------------------------------------------
+
+
+def _records_in_sample() -> int:
+    from vtag.io.inspect import inspect_file
+
+    return inspect_file(SAMPLE).records
+
+
+def test_classify_json_with_o_writes_the_file_not_stdout(tmp_path):
+    out = tmp_path / "tags.jsonl"
+    done = run_cli("classify", str(SAMPLE), "--json", "-o", str(out), "-k", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == _records_in_sample()
+    assert len({line["source"] for line in lines}) == len(lines)
+
+
+def test_classify_o_alone_picks_the_format_by_suffix(tmp_path):
+    csv_file = tmp_path / "submission.csv"
+    done = run_cli("classify", str(SAMPLE), "-o", str(csv_file), "-k", "2")
+    assert done.returncode == 0, done.stderr
+    rows = csv_file.read_text().splitlines()
+    assert rows[0] == "VideoId,LabelConfidencePairs" and len(rows) == _records_in_sample() + 1
+
+
+def test_classify_json_and_kaggle_together_is_one_line_error(tmp_path):
+    out = tmp_path / "f.csv"
+    done = run_cli("classify", str(SAMPLE), "--json", "--format", "kaggle", "-o", str(out))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: --json and --format kaggle ask for two formats: give one of them"]
+    assert not out.exists()
+
+
+def test_classify_o_writes_nothing_when_a_later_input_fails(tmp_path):
+    bad = tmp_path / "bad.tfrecord"
+    bad.write_bytes(b"\x01" * 40)
+    out = tmp_path / "tags.jsonl"
+    done = run_cli("classify", str(SAMPLE), str(bad), "--json", "-o", str(out))
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "bad.tfrecord" in done.stderr
+    assert not out.exists() and not list(tmp_path.glob(".tags.jsonl.*"))

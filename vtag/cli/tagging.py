@@ -113,9 +113,10 @@ def classify(
     model: str = typer.Option(None, "--model", "-m", help="Model folder (or its config.json) or a trained registry name; default: the shipped model."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many labels per input."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per input on stdout."),
-    fmt: str = typer.Option("table", "--format", help="table, json, or kaggle (Google's submission CSV; needs -o)."),
-    output: Path = typer.Option(None, "--output", "-o", help="With --format kaggle: the CSV file to write."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines: one object per record or file (docs/JSON.md)."),
+    fmt: str = typer.Option(None, "--format", help="table (default), json, or kaggle (Google's submission CSV; needs -o)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write the JSON Lines or the Kaggle CSV to this file "
+                                "(atomically); alone, .csv means --format kaggle and anything else JSON Lines."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable records in record files instead of stopping."),
     random_weights: bool = typer.Option(False, "--random-weights", help=RANDOM_WEIGHTS_HELP),
     segments: float = typer.Option(None, "--segments", help="Also tag each window of this many seconds (YT8M 2019: 5); JSON gets `segments`."),
@@ -123,18 +124,12 @@ def classify(
     runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: the fusion model in onnxruntime (pip install 'vtag[onnx]')."),
 ) -> None:
     """Tag videos, audio files or YT8M record files with the top labels of a fusion model."""
-    import json
-
     from rich.table import Table
 
+    from vtag.cli.output import classify_format, emit_lines, json_line
     from vtag.tasks.classify import classify_paths, kaggle_rows
-    from vtag.io.atomic import atomic_write_text
 
-    fmt = "json" if as_json else fmt
-    if fmt not in ("table", "json", "kaggle"):
-        raise VtagError(f"--format {fmt}: use table, json or kaggle")
-    if fmt == "kaggle" and output is None:
-        raise VtagError("--format kaggle writes a CSV file: add -o FILE.csv")
+    fmt = classify_format(fmt, as_json, output)
     from vtag.cli.report import plot_hook
 
     segments, thumbnails, after = plot_hook(inputs, plot, segments)
@@ -142,15 +137,15 @@ def classify(
         _warn_random_weights()
     predictions = after(classify_paths(inputs, model=model, top_k=top_k, device=device, random_weights=random_weights,
                                        skip_bad=skip_bad, segments=segments, thumbnails=thumbnails, runtime=runtime))
-    if fmt == "kaggle":
-        rows = list(kaggle_rows(predictions))
-        atomic_write_text(output, rows)
-        err_console.print(f"wrote {len(rows) - 1} rows to {output}")
+    if fmt in ("kaggle", "json"):
+        lines = (kaggle_rows(predictions) if fmt == "kaggle"
+                 else (json_line(p.to_json(), p.source) for p in predictions))
+        count = emit_lines(lines, output)
+        if output is not None:
+            err_console.print(f"wrote {count - (fmt == 'kaggle')} {'rows' if fmt == 'kaggle' else 'lines'} to {output}",
+                              highlight=False)
         return
     for p in predictions:
-        if fmt == "json":
-            print(json.dumps(p.to_json(), ensure_ascii=False))
-            continue
         title = p.source if p.source == p.path else f"{p.source}  [dim]({p.path})[/]"
         if p.missing:
             title += f"  [yellow](no {' or '.join(p.missing)})[/]"
