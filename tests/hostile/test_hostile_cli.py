@@ -102,3 +102,54 @@ def test_classify_o_writes_nothing_when_a_later_input_fails(tmp_path):
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "bad.tfrecord" in done.stderr
     assert not out.exists() and not list(tmp_path.glob(".tags.jsonl.*"))
+
+
+# ---- 3. version, -h, help, completion, --quiet / --verbose -----------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(flag):
+    import vtag
+
+    done = run_cli(flag)
+    assert done.returncode == 0 and done.stdout.strip() == f"vtag {vtag.__version__}"
+
+
+@pytest.mark.parametrize("argv", [["classify", "-h"], ["weights", "pull", "-h"], ["help", "classify"],
+                                  ["help", "weights", "pull"], ["-h"]])
+def test_h_and_help_command_print_the_help(argv):
+    done = run_cli(*argv)
+    assert done.returncode == 0, done.stderr
+    usage = " ".join(["vtag", *[a for a in argv if a not in ("-h", "help")]])
+    assert f"Usage: {usage} " in done.stdout
+
+
+def test_help_of_an_unknown_command_suggests_the_close_one():
+    done = run_cli("help", "clasify")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: command 'clasify' is unknown: did you mean classify, labels?"]
+
+
+def test_shell_completion_is_enabled():
+    shown = run_cli("--show-completion", "bash")
+    assert shown.returncode == 0 and "_vtag_completion" in shown.stdout, shown.stderr
+    completed = run_cli(env={"_VTAG_COMPLETE": "complete_bash", "COMP_WORDS": "vtag clas", "COMP_CWORD": "1"})
+    assert completed.stdout.split() == ["classify"]
+
+
+@pytest.mark.parametrize("where", ["front", "end"])
+def test_quiet_prints_results_only_and_still_prints_errors(tmp_path, where):
+    out = tmp_path / "t.jsonl"
+    args = ["classify", str(SAMPLE), "-o", str(out)]
+    done = run_cli(*(["-q", *args] if where == "front" else [*args, "--quiet"]))
+    assert done.returncode == 0 and done.stderr == "" and out.is_file()
+    failed = run_cli("-q", "info", str(tmp_path / "absent.tfrecord"))
+    assert failed.returncode == 2 and failed.stderr.strip().startswith("error: ")
+
+
+def test_verbose_says_more():
+    plain = run_cli("info", str(SAMPLE))
+    loud = run_cli("-v", "info", str(SAMPLE))
+    assert plain.returncode == loud.returncode == 0
+    assert plain.stderr == "" and loud.stderr.strip().endswith(" s")
+    assert run_cli("-q", "-v", "info", str(SAMPLE)).returncode == 2
