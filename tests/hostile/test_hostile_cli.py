@@ -153,3 +153,168 @@ def test_verbose_says_more():
     assert plain.returncode == loud.returncode == 0
     assert plain.stderr == "" and loud.stderr.strip().endswith(" s")
     assert run_cli("-q", "-v", "info", str(SAMPLE)).returncode == 2
+
+
+# ---- 4. classify takes quoted globs and folders of records; - reads paths from stdin --------------
+
+
+def _two_copies(tmp_path) -> Path:
+    folder = tmp_path / "shards"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(SAMPLE, folder / "a.tfrecord")
+    shutil.copy(SAMPLE, folder / "sub" / "b.tfrecord")
+    (folder / "notes.txt").write_text("not a record")
+    return folder
+
+
+def _json_paths(stdout: str) -> list[str]:
+    return [json.loads(line)["path"] for line in stdout.splitlines() if line.strip()]
+
+
+def test_classify_a_quoted_glob_and_a_folder_of_records(tmp_path):
+    folder = _two_copies(tmp_path)
+    records = _records_in_sample()
+    by_glob = run_cli("classify", str(folder / "**" / "*.tfrecord"), "--json", "-k", "1")
+    assert by_glob.returncode == 0, by_glob.stderr
+    assert sorted(set(_json_paths(by_glob.stdout))) == sorted([str(folder / "a.tfrecord"), str(folder / "sub" / "b.tfrecord")])
+    assert len(_json_paths(by_glob.stdout)) == 2 * records
+    by_folder = run_cli("classify", str(folder), "--json", "-k", "1")
+    assert by_folder.returncode == 0, by_folder.stderr
+    assert len(_json_paths(by_folder.stdout)) == 2 * records
+
+
+def test_classify_a_folder_without_records_points_to_batch(tmp_path):
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    done = run_cli("classify", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path} is a folder without record files: use `vtag batch {tmp_path}` to tag every video in it"]
+
+
+def test_classify_a_glob_matching_nothing(tmp_path):
+    done = run_cli("classify", str(tmp_path / "*.tfrecord"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: {tmp_path / '*.tfrecord'}: pattern matches no files"]
+
+
+@pytest.mark.parametrize("command", ["classify", "info", "eval"])
+def test_dash_reads_paths_from_stdin(tmp_path, command):
+    folder = _two_copies(tmp_path)
+    listed = f"{folder / 'a.tfrecord'}\n\n{folder / 'sub' / 'b.tfrecord'}\n"
+    done = run_cli(command, "-", "--json", stdin=listed)
+    assert done.returncode == 0, done.stderr
+    if command == "classify":
+        assert len(_json_paths(done.stdout)) == 2 * _records_in_sample()
+    elif command == "eval":
+        assert json.loads(done.stdout.splitlines()[0])["videos"] == 2 * _records_in_sample()
+    else:
+        assert "a.tfrecord" in done.stdout and "b.tfrecord" in done.stdout
+
+
+def test_dash_with_empty_stdin_is_one_line_error():
+    done = run_cli("info", "-", stdin="")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: `-`: stdin held no file paths (one a line)"]
+
+
+# ---- 5. help in user words; "did you mean" on --model ----------------------------------------------
+
+
+def _command_paths() -> list[list[str]]:
+    import typer
+
+    from vtag.cli import app
+
+    root = typer.main.get_command(app)
+    paths = [[]]
+    for name, command in root.commands.items():
+        paths.append([name])
+        paths.extend([name, sub] for sub in getattr(command, "commands", {}))
+    return paths
+
+
+def test_every_help_speaks_user_words(monkeypatch, capsys):
+    from vtag.cli import main
+
+    monkeypatch.setenv("COLUMNS", "120")
+    paths = _command_paths()
+    assert ["classify"] in paths and ["weights", "pull"] in paths
+    for path in paths:
+        monkeypatch.setattr(sys, "argv", ["vtag", *path, "-h"])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        text = capsys.readouterr().out
+        assert exited.value.code == 0, path
+        for python_word in ("<bool>", "<list[", "<int", "<str>", "<path>", "<float>", "{"):
+            assert python_word not in text, (path, python_word)
+        if path == ["batch"]:
+            top_k = next(line for line in text.splitlines() if "--top-k" in line)
+            assert "labels" in top_k  # documented, not only [default: 5]
+        if path in (["classify"], ["batch"]):
+            assert "vtag[onnx]" in text  # the extra's name survives the help's markup
+    assert "FILE..." in run_cli("classify", "-h").stdout
+
+
+def test_classify_model_typo_suggests_the_registry_name():
+    done = run_cli("classify", str(SAMPLE), "--model", "atend-fusion")
+    assert done.returncode == 2
+    line, = done.stderr.strip().splitlines()
+    assert line.startswith("error: --model atend-fusion: ") and "did you mean attend-fusion" in line
+
+
+# ---- 6. errors in user words ----------------------------------------------------------------------
+
+
+def test_no_error_message_speaks_python():
+    import re
+
+    python_words = re.compile(r"skip_bad=True|read it with read_\w+|pass \w+=(True|False)|random_weights=True")
+    offenders = []
+    for source in (REPO / "vtag").rglob("*.py"):
+        for number, line in enumerate(source.read_text().splitlines(), 1):
+            text = line.strip()
+            message = "Error(" in text or "raise" in text or (text.startswith(('f"', '"')) and not text.startswith('"""'))
+            if message and python_words.search(text):
+                offenders.append(f"{source.relative_to(REPO)}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_a_corrupt_record_file_suggests_the_flag(tmp_path):
+    bad = tmp_path / "bad.tfrecord"
+    bad.write_bytes(b"\x01" * 40)
+    done = run_cli("info", str(bad))
+    assert done.returncode == 2
+    line, = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {bad}: record 0: ") and line.endswith("(--skip-bad skips bad records and counts them)")
+
+
+@pytest.mark.parametrize("command", ["info", "eval"])
+@pytest.mark.parametrize("name", ["bikes.mp4", "bikes.bin"])
+def test_a_video_given_to_a_record_command_is_sent_to_classify(tmp_path, command, name):
+    sys.path.insert(0, str(REPO / "tests"))
+    from media_factory import make_media
+
+    clip = make_media(tmp_path / "clip.mp4", duration_s=1.0)
+    given = tmp_path / name
+    clip.rename(given)
+    done = run_cli(command, str(given))
+    assert done.returncode == 2
+    line, = done.stderr.strip().splitlines()
+    assert line == (f"error: {given} is a video or audio file, not a record file: tag it with `vtag classify {given}`, "
+                    f"or turn it into records with `vtag extract {given} -o bikes.tfrecord`")
+    assert "--skip-bad" not in line
+
+
+def test_an_audioset_file_is_named_as_such_without_skip_bad(tmp_path):
+    from vtag.io.records import read_records
+    from vtag.io.tfrecord import encode_sequence_example, write_tfrecord
+    from vtag.errors import VtagError
+
+    path = tmp_path / "audioset.tfrecord"
+    record = encode_sequence_example({"video_id": [b"abc"], "labels": [1]}, {"audio_embedding": [[b"\x00" * 128]]})
+    write_tfrecord(path, [record])
+    for skip_bad in (False, True):
+        with pytest.raises(VtagError) as caught:
+            list(read_records(path, skip_bad=skip_bad))
+        message = str(caught.value)
+        assert "AudioSet" in message and "read_audioset_records" not in message and "skip" not in message

@@ -12,6 +12,7 @@ import time
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from vtag.errors import VtagError
 
@@ -87,10 +88,11 @@ def _hoist_global_flags(argv: list[str]) -> list[str]:
 
 def _print_error(exc: VtagError) -> None:
     err_console.quiet = False  # --quiet keeps errors
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    # the message is plain text: "vtag[plot]" in it is not Rich markup
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     cause = exc.__cause__ or exc.__context__
     if Verbosity.verbose and cause is not None:
-        err_console.print(f"[dim]cause: {type(cause).__name__}: {cause}[/]", highlight=False, soft_wrap=True)
+        err_console.print(f"[dim]cause: {type(cause).__name__}: {escape(str(cause))}[/]", highlight=False, soft_wrap=True)
 
 
 def main() -> None:
@@ -98,7 +100,11 @@ def main() -> None:
     # like batch and train, catch it first); this catches one that lands outside a command.
     started = time.perf_counter()
     try:
-        app(args=_hoist_global_flags(sys.argv[1:]), prog_name="vtag")
+        from vtag.cli import metavars
+
+        command = typer.main.get_command(app)
+        metavars.apply(command)
+        command.main(args=_hoist_global_flags(sys.argv[1:]), prog_name="vtag")
     except VtagError as exc:
         _print_error(exc)
         sys.exit(EXIT_USER_ERROR)

@@ -14,7 +14,7 @@ from vtag.cli.app import app, console, err_console
 
 @app.command("info")
 def info(
-    paths: list[str] = typer.Argument(..., help="Record files, globs or directories."),
+    paths: list[str] = typer.Argument(..., help="Record files, quoted globs or directories; - reads paths from stdin."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Count bad records instead of stopping at the first."),
 ) -> None:
@@ -27,7 +27,9 @@ def info(
     from vtag.io.inspect import inspect_file
     from vtag.io.paths import expand_paths
 
-    infos = [inspect_file(path, skip_bad=skip_bad) for path in expand_paths(paths)]
+    from vtag.cli.inputs import refuse_media, with_stdin
+
+    infos = [inspect_file(path, skip_bad=skip_bad) for path in expand_paths(refuse_media(with_stdin(paths)))]
     if as_json:
         typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
         return

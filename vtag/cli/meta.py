@@ -17,6 +17,23 @@ def did_you_mean(name: str, choices, what: str, listing: str) -> str:
     return f"{what} {name!r} is unknown: {hint}"
 
 
+def check_model_name(model: str | None) -> None:
+    """--model: a name that is neither a file, a folder, a URL nor a registry name gets the registry's
+    "did you mean" (the one `vtag train --model` gives) before anything loads."""
+    if model is None:
+        return
+    from pathlib import Path
+
+    from vtag.io.remote import is_url
+
+    if is_url(model) or Path(model).expanduser().exists():
+        return
+    from vtag.models.registry import MODELS, unknown_model_message
+
+    if model not in MODELS:
+        raise VtagError(f"--model {model}: no such model folder, and {unknown_model_message(model)}")
+
+
 @app.command("help")
 def help_command(
     ctx: typer.Context,

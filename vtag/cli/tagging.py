@@ -109,7 +109,8 @@ def _warn_random_weights() -> None:
 
 @app.command()
 def classify(
-    inputs: list[str] = typer.Argument(..., help="Video or audio files, or YT8M TFRecord files (every record is tagged); local or s3:// gs:// https:// URLs."),
+    inputs: list[str] = typer.Argument(..., help="Video or audio files, YT8M record files (every record is tagged), quoted "
+                                       "globs or folders of record files; local or s3:// gs:// https:// URLs; - reads paths from stdin."),
     model: str = typer.Option(None, "--model", "-m", help="Model folder (or its config.json) or a trained registry name; default: the shipped model."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many labels per input."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -129,7 +130,13 @@ def classify(
     from vtag.cli.output import classify_format, emit_lines, json_line
     from vtag.tasks.classify import classify_paths, kaggle_rows
 
+    from vtag.cli.inputs import classify_inputs
+
+    from vtag.cli.meta import check_model_name
+
     fmt = classify_format(fmt, as_json, output)
+    check_model_name(model)
+    inputs = classify_inputs(inputs)
     from vtag.cli.report import plot_hook
 
     segments, thumbnails, after = plot_hook(inputs, plot, segments)
@@ -172,7 +179,7 @@ def batch(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders."),
     workers: int = typer.Option(2, "--workers", "-w", min=0, help="Decoding processes (0: decode in this process)."),
     model: str = typer.Option(None, "--model", "-m", help="Model folder or trained registry name; default: the shipped model."),
-    top_k: int = typer.Option(5, "--top-k", "-k", min=1),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many labels each file gets in the results."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     max_frames: int = typer.Option(300, "--max-frames", min=1, help="At most this many seconds per video, as YT8M."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry files that failed in an earlier run."),

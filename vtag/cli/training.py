@@ -74,7 +74,7 @@ def train_command(
 
 @app.command("eval")
 def eval_command(
-    records: list[str] = typer.Argument(..., help="Labelled record files, folders or globs."),
+    records: list[str] = typer.Argument(..., help="Labelled record files, folders or quoted globs; - reads paths from stdin."),
     model: str = typer.Option(None, "--model", help="Model folder, or a registry name trained into runs/NAME (default: shipped model)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     threshold: float = typer.Option(0.5, "--threshold", help="Score threshold for F1."),
@@ -91,7 +91,11 @@ def eval_command(
     from vtag.tasks.evaluate import evaluate
     from vtag.tasks.metrics import F1_MACRO_AVERAGING
 
-    result = evaluate(records, model=model, batch_size=batch_size, device=device, threshold=threshold,
+    from vtag.cli.inputs import refuse_media, with_stdin
+    from vtag.cli.meta import check_model_name
+
+    check_model_name(model)
+    result = evaluate(refuse_media(with_stdin(records)), model=model, batch_size=batch_size, device=device, threshold=threshold,
                       skip_bad=skip_bad, runtime=runtime)
     if as_json:
         keys = ("gap", "hit_at_1", "perr", "map", "f1_micro", "f1_macro", "threshold", "videos")
