@@ -486,3 +486,20 @@ def import_files(paths: Iterable[str | Path], registry: Mapping[str, WeightFile]
         _install_file(path, target, move=False)
         installed.append(target)
     return installed
+
+
+def missing_for_extraction(stood_in: Iterable[str] = ()) -> list[str]:
+    """The official files feature extraction needs that are not installed and verified. A file counts
+    as present when a verified port of it (`fallback_for`) is, or when it is named in `stood_in` (the
+    caller's list of files a user's own weights replace)."""
+    root = cache_dir()
+    replaced = set(stood_in)
+    verified = {name for name, entry in WEIGHT_FILES.items() if _check(entry, root).verified}
+    missing = []
+    for name, entry in WEIGHT_FILES.items():
+        if entry.fallback_for or name in replaced or name in verified:
+            continue
+        if any(port.fallback_for == name and port.name in verified for port in WEIGHT_FILES.values()):
+            continue
+        missing.append(name)
+    return missing

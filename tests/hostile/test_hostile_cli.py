@@ -318,3 +318,134 @@ def test_an_audioset_file_is_named_as_such_without_skip_bad(tmp_path):
             list(read_records(path, skip_bad=skip_bad))
         message = str(caught.value)
         assert "AudioSet" in message and "read_audioset_records" not in message and "skip" not in message
+
+
+# ---- 7. missing extractor weights: said at once, every file, every fix ----------------------------
+
+
+@pytest.mark.parametrize("command", ["classify", "extract"])
+def test_missing_extractor_weights_are_named_before_torch_loads(tmp_path, command):
+    from vtag.weights import WEIGHT_FILES
+
+    clip = tmp_path / "bikes.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)  # never decoded: the check comes first
+    args = [command, str(clip)] + (["-o", str(tmp_path / "out.tfrecord")] if command == "extract" else [])
+    env = dict(os.environ, PYTHONPATH=str(REPO), VTAG_CACHE=str(tmp_path / "empty-cache"), COLUMNS="100")
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "vtag", *args], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    imported = {line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import time:")}
+    assert "torch" not in imported and "av" not in imported
+    message, = [line for line in lines if not line.startswith("import time:")]
+    assert message.startswith("error: tagging video or audio needs the official feature-extractor weights")
+    for name, entry in WEIGHT_FILES.items():
+        assert (name in message) == (entry.fallback_for is None), name
+    for fix in ("`vtag weights pull`", "`vtag weights import FILE...`", "--random-weights"):
+        assert fix in message
+
+
+# ---- 8. progress on stderr, for a person at a terminal only ----------------------------------------
+
+
+def _run_with_tty_stderr(*args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, what the terminal on stderr showed)."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="100", TERM="xterm")
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "vtag", *args], stdout=subprocess.PIPE, stderr=slave,
+                            env=env, cwd=REPO, text=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out = proc.stdout.read()
+    code = proc.wait(timeout=300)
+    os.close(master)
+    return code, out, b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_eval_shows_progress_on_a_terminal_only():
+    code, out, terminal = _run_with_tty_stderr("eval", str(SAMPLE), "--json", "--batch-size", "64")
+    assert code == 0 and json.loads(out)["videos"] == _records_in_sample()
+    assert "evaluating" in terminal
+    code, out, terminal = _run_with_tty_stderr("-q", "eval", str(SAMPLE), "--json")
+    assert code == 0 and "evaluating" not in terminal
+    piped = run_cli("eval", str(SAMPLE), "--json")
+    assert piped.returncode == 0 and piped.stderr == ""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_classify_of_a_video_shows_progress_on_a_terminal(tmp_path):
+    sys.path.insert(0, str(REPO / "tests"))
+    from media_factory import make_media
+
+    clip = make_media(tmp_path / "ride.mp4", duration_s=2.0, size=(96, 64), audio=False)
+    code, out, terminal = _run_with_tty_stderr("classify", str(clip), "--random-weights", "--device", "cpu", "--json")
+    assert code == 0, terminal
+    assert json.loads(out)["path"] == str(clip)
+    assert "ride.mp4" in terminal and "/2 s" in terminal
+
+
+# ---- 9. one JSON shape: JSON Lines, never NaN ------------------------------------------------------
+
+
+def _json_lines(stdout: str) -> list[dict]:
+    lines = stdout.splitlines()
+    assert lines and all(line.startswith("{") and line.endswith("}") for line in lines), stdout[:200]
+    return [json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in JSON")) for line in lines]
+
+
+@pytest.mark.parametrize("argv, count, keys", [
+    (["info", str(SAMPLE), str(SAMPLE.parent)], 1, {"path", "kind", "records"}),
+    (["labels", "guitar"], None, {"index", "name", "vocabulary"}),
+    (["models"], None, {"name", "params"}),
+    (["weights"], None, {"name", "present", "verified", "path"}),
+    (["eval", str(SAMPLE)], 1, {"model", "model_name", "gap", "videos"}),
+    (["classify", str(SAMPLE), "-k", "2"], "records", {"source", "path", "model", "vocabulary", "labels"}),
+])
+def test_every_json_is_json_lines(argv, count, keys):
+    done = run_cli(*argv, "--json")
+    assert done.returncode == 0, done.stderr
+    rows = _json_lines(done.stdout)
+    want = _records_in_sample() if count == "records" else count
+    assert want is None or len(rows) == want
+    assert all(keys <= set(row) for row in rows)
+
+
+def test_docs_json_shows_every_shape(repo_root):
+    text = (repo_root / "docs" / "JSON.md").read_text()
+    for command in ("vtag classify", "vtag eval", "vtag info", "vtag labels", "vtag models", "vtag weights", "vtag batch"):
+        assert f"`{command}" in text, command
+    examples = [line for line in text.splitlines() if line.startswith("{")]
+    assert len(examples) >= 7
+    for line in examples:
+        json.loads(line)
+
+
+def test_a_nan_score_is_an_error_not_nan(tmp_path):
+    import torch
+
+    from vtag.models.registry import create_model
+    from vtag.models.storage import save_model
+
+    model = create_model("fc-early-fusion", num_classes=3862, hidden=16)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(float("nan"))
+    save_model(model, tmp_path / "broken", extra={"vocabulary": "2018"})
+    for argv in (["classify", str(SAMPLE)], ["eval", str(SAMPLE)]):
+        done = run_cli(*argv, "--model", str(tmp_path / "broken"), "--json")
+        assert "NaN" not in done.stdout and "Infinity" not in done.stdout
+        assert done.returncode == 2, done.stdout[:300]
+        line, = done.stderr.strip().splitlines()
+        assert line.startswith("error: ") and ("not a number" in line or "not numbers" in line)

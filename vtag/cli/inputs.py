@@ -80,3 +80,26 @@ def refuse_media(inputs: list[str]) -> list[str]:
             raise VtagError(f"{raw} is a video or audio file, not a record file: tag it with `vtag classify {raw}`, "
                             f"or turn it into records with `vtag extract {raw} -o {path.stem}.tfrecord`")
     return inputs
+
+
+# the official file each role of `vtag weights import --unverified` stands in for
+_USER_ROLES = {"vggish": "vggish_model.ckpt", "vggish_pca": "vggish_pca_params.npz"}
+
+
+def require_extractor_weights(inputs: list[str], random_weights: bool) -> None:
+    """Before a model or an extractor loads (seconds of imports): media inputs need the official
+    extractor weights; name every missing file and every way to get them."""
+    from vtag.tasks.classify import is_record_file
+
+    if random_weights or all(is_record_file(raw) for raw in inputs):
+        return
+    from vtag.io.user_weights import unverified_path
+    from vtag.weights import cache_dir, missing_for_extraction
+
+    missing = missing_for_extraction(official for role, official in _USER_ROLES.items() if unverified_path(role))
+    if missing:
+        raise VtagError(f"tagging video or audio needs the official feature-extractor weights, and "
+                        f"{len(missing)} {'file is' if len(missing) == 1 else 'files are'} missing from {cache_dir()}: "
+                        f"{', '.join(missing)}; fetch them with `vtag weights pull`, or install local copies with "
+                        "`vtag weights import FILE...`; for a test run without them, add --random-weights "
+                        "(the labels are then not meaningful)")

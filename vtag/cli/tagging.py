@@ -37,10 +37,12 @@ def extract(
     """Extract YouTube-8M features (Inception-v3 + PCA rgb, VGGish + PCA audio) from videos into YT8M records."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from vtag.features.extract import FeatureExtractor, extract_to_records
+    from vtag.cli.inputs import require_extractor_weights
 
     if level not in ("frame", "video"):
         raise VtagError(f"--level {level}: use frame or video")
+    require_extractor_weights(videos, random_weights)  # before the seconds torch takes to import
+    from vtag.features.extract import FeatureExtractor, extract_to_records
     if random_weights:
         err_console.print("[bold yellow]warning: --random-weights: the extractors are randomly initialised; "
                           f"the features written to {output} are NOT meaningful (tests and benchmarks only).[/]")
@@ -125,25 +127,37 @@ def classify(
     runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: the fusion model in onnxruntime (pip install 'vtag[onnx]')."),
 ) -> None:
     """Tag videos, audio files or YT8M record files with the top labels of a fusion model."""
-    from rich.table import Table
+    from vtag.cli.output import classify_format
+    from vtag.tasks.classify import classify_paths
 
-    from vtag.cli.output import classify_format, emit_lines, json_line
-    from vtag.tasks.classify import classify_paths, kaggle_rows
-
-    from vtag.cli.inputs import classify_inputs
+    from vtag.cli.inputs import classify_inputs, require_extractor_weights
 
     from vtag.cli.meta import check_model_name
 
     fmt = classify_format(fmt, as_json, output)
     check_model_name(model)
     inputs = classify_inputs(inputs)
+    require_extractor_weights(inputs, random_weights)
     from vtag.cli.report import plot_hook
 
     segments, thumbnails, after = plot_hook(inputs, plot, segments)
     if random_weights:
         _warn_random_weights()
-    predictions = after(classify_paths(inputs, model=model, top_k=top_k, device=device, random_weights=random_weights,
-                                       skip_bad=skip_bad, segments=segments, thumbnails=thumbnails, runtime=runtime))
+    from vtag.cli.progress import media_progress
+
+    with media_progress() as on_progress:
+        predictions = after(classify_paths(inputs, model=model, top_k=top_k, device=device, random_weights=random_weights,
+                                           skip_bad=skip_bad, segments=segments, thumbnails=thumbnails, runtime=runtime,
+                                           on_progress=on_progress))
+        _show_predictions(predictions, fmt, output)
+
+
+def _show_predictions(predictions, fmt: str, output: Path | None) -> None:
+    from rich.table import Table
+
+    from vtag.cli.output import emit_lines, json_line
+    from vtag.tasks.classify import kaggle_rows
+
     if fmt in ("kaggle", "json"):
         lines = (kaggle_rows(predictions) if fmt == "kaggle"
                  else (json_line(p.to_json(), p.source) for p in predictions))
