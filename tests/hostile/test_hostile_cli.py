@@ -449,3 +449,22 @@ def test_a_nan_score_is_an_error_not_nan(tmp_path):
         assert done.returncode == 2, done.stdout[:300]
         line, = done.stderr.strip().splitlines()
         assert line.startswith("error: ") and ("not a number" in line or "not numbers" in line)
+
+
+# ---- 11. the cache follows XDG_CACHE_HOME ---------------------------------------------------------
+
+
+def test_cache_dir_respects_xdg_cache_home(tmp_path, monkeypatch):
+    from vtag.weights import cache_dir
+
+    monkeypatch.delenv("VTAG_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "vtag"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # not absolute: the XDG spec says ignore it
+    assert cache_dir() == Path.home() / ".cache" / "vtag"
+    monkeypatch.setenv("VTAG_CACHE", str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "mine"
+    shown = run_cli("weights", "--json", env={"XDG_CACHE_HOME": str(tmp_path / "xdg"), "VTAG_CACHE": ""})
+    assert shown.returncode == 0, shown.stderr
+    assert {row["cache"] for row in _json_lines(shown.stdout)} == {str(tmp_path / "xdg" / "vtag")}

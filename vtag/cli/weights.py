@@ -42,7 +42,7 @@ def weights_list(
         emit_lines((json_line(row) for row in rows), None)
         return
 
-    table = Table(title=f"weight cache: {cache_dir()}  (set ${CACHE_ENV} to move it)", title_justify="left")
+    table = Table(title=f"weight cache: {cache_dir()}  (set ${CACHE_ENV} or $XDG_CACHE_HOME to move it)", title_justify="left")
     table.add_column("file", no_wrap=True)
     table.add_column("present", no_wrap=True)
     table.add_column("verified", no_wrap=True)
