@@ -468,3 +468,48 @@ def test_cache_dir_respects_xdg_cache_home(tmp_path, monkeypatch):
     shown = run_cli("weights", "--json", env={"XDG_CACHE_HOME": str(tmp_path / "xdg"), "VTAG_CACHE": ""})
     assert shown.returncode == 0, shown.stderr
     assert {row["cache"] for row in _json_lines(shown.stdout)} == {str(tmp_path / "xdg" / "vtag")}
+
+
+# ---- 10. a training run's disk: one copy of the weights, optimizer state only in last/ -----------
+
+
+def _train_tiny(out: Path, **extra):
+    from vtag.tasks.train import TrainConfig, train
+
+    config = TrainConfig(train=[str(SAMPLE)], valid=[str(SAMPLE)], model="fc-early-fusion", epochs=2,
+                         batch_size=64, out=str(out), device="cpu", model_overrides={"hidden": 16}, **extra)
+    return train(config, log=lambda line: None)
+
+
+def test_a_run_keeps_one_copy_of_its_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    result = _train_tiny(tmp_path / "run")
+    last, best = tmp_path / "run" / "last", tmp_path / "run" / "best"
+    optimizer = load_file(last / "optimizer.safetensors")
+    assert not [key for key in optimizer if key.startswith("raw.")]  # model.safetensors is them already
+    assert not (best / "optimizer.safetensors").exists() and not (best / "state.json").exists()
+    if result.history[-1]["valid"]["gap"] >= max(h["valid"]["gap"] for h in result.history):
+        # best is last's epoch: the same file, not a second copy
+        assert (best / "model.safetensors").stat().st_ino == (last / "model.safetensors").stat().st_ino
+    model_bytes = (last / "model.safetensors").stat().st_size
+    assert (last / "optimizer.safetensors").stat().st_size < 2.2 * model_bytes  # AdamW's two moments
+
+
+def test_resume_without_raw_copy_is_exact_and_ema_keeps_it(tmp_path):
+    from safetensors.torch import load_file
+
+    from vtag.tasks.train import TrainConfig, train
+
+    _train_tiny(tmp_path / "straight")
+    split = tmp_path / "split"
+    config = TrainConfig(train=[str(SAMPLE)], valid=[str(SAMPLE)], model="fc-early-fusion", epochs=1,
+                         batch_size=64, out=str(split), device="cpu", model_overrides={"hidden": 16})
+    train(config, log=lambda line: None)
+    config.epochs, config.resume = 2, True
+    train(config, log=lambda line: None)
+    a = load_file(tmp_path / "straight" / "last" / "model.safetensors")
+    b = load_file(split / "last" / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    _train_tiny(tmp_path / "ema", ema=0.9)
+    assert any(key.startswith("raw.") for key in load_file(tmp_path / "ema" / "last" / "optimizer.safetensors"))
