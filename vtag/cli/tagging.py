@@ -127,24 +127,25 @@ def classify(
     runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: the fusion model in onnxruntime (pip install 'vtag[onnx]')."),
 ) -> None:
     """Tag videos, audio files or YT8M record files with the top labels of a fusion model."""
-    from vtag.cli.output import classify_format
-    from vtag.tasks.classify import classify_paths
-
+    from vtag.cli.app import note
     from vtag.cli.inputs import classify_inputs, require_extractor_weights
-
     from vtag.cli.meta import check_model_name
+    from vtag.cli.output import classify_format
+    from vtag.cli.progress import media_progress
+    from vtag.cli.report import plot_hook
+    from vtag.tasks.classify import classify_paths, is_record_file
 
+    # everything a typo or a missing file can break is checked before a model or torch loads
     fmt = classify_format(fmt, as_json, output)
     check_model_name(model)
     inputs = classify_inputs(inputs)
     require_extractor_weights(inputs, random_weights)
-    from vtag.cli.report import plot_hook
-
+    records = sum(1 for raw in inputs if is_record_file(raw))
+    note(f"{len(inputs)} inputs: {records} record files, {len(inputs) - records} video or audio files; "
+         f"model {model or 'the shipped one'}, device {device}, output {fmt}" + (f" to {output}" if output else ""))
     segments, thumbnails, after = plot_hook(inputs, plot, segments)
     if random_weights:
         _warn_random_weights()
-    from vtag.cli.progress import media_progress
-
     with media_progress() as on_progress:
         predictions = after(classify_paths(inputs, model=model, top_k=top_k, device=device, random_weights=random_weights,
                                            skip_bad=skip_bad, segments=segments, thumbnails=thumbnails, runtime=runtime,

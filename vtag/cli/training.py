@@ -98,6 +98,9 @@ def eval_command(
     with scoring_progress("evaluating") as on_scored:
         result = evaluate(refuse_media(with_stdin(records)), model=model, batch_size=batch_size, device=device,
                           threshold=threshold, skip_bad=skip_bad, runtime=runtime, on_scored=on_scored)
+    from vtag.cli.app import note as verbose_note
+
+    verbose_note(f"model {result['model_name']} from {result['model']}, runtime {result['runtime']}")
     if as_json:
         from vtag.cli.output import json_line
 
