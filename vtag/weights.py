@@ -1,6 +1,6 @@
 """The official feature-extractor weight files: a registry, a local cache, downloads and imports.
 
-Files live in `$VTAG_CACHE` or `~/.cache/vtag`. Everything that enters the cache is checked first:
+Files live in `$VTAG_CACHE`, else `$XDG_CACHE_HOME/vtag`, else `~/.cache/vtag`. Everything that enters the cache is checked first:
 the full sha256 where it is published, the sha256 prefix that torchvggish puts in its file names,
 and, for `yt8m_pca.tgz` (whose own checksum is not published), the sha256 of `mean.npy` and
 `eigenvals.npy` plus the array header of `eigenvecs.npy`. Archives are never unpacked with
@@ -138,8 +138,14 @@ class WeightStatus(_StatusRow):
 
 
 def cache_dir() -> Path:
+    """$VTAG_CACHE, else $XDG_CACHE_HOME/vtag (the XDG rule: only an absolute path counts), else ~/.cache/vtag."""
     configured = os.environ.get(CACHE_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "vtag"
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "vtag"
+    return Path.home() / ".cache" / "vtag"
 
 
 def _registry(registry: Mapping[str, WeightFile] | None) -> Mapping[str, WeightFile]:
@@ -486,3 +492,20 @@ def import_files(paths: Iterable[str | Path], registry: Mapping[str, WeightFile]
         _install_file(path, target, move=False)
         installed.append(target)
     return installed
+
+
+def missing_for_extraction(stood_in: Iterable[str] = ()) -> list[str]:
+    """The official files feature extraction needs that are not installed and verified. A file counts
+    as present when a verified port of it (`fallback_for`) is, or when it is named in `stood_in` (the
+    caller's list of files a user's own weights replace)."""
+    root = cache_dir()
+    replaced = set(stood_in)
+    verified = {name for name, entry in WEIGHT_FILES.items() if _check(entry, root).verified}
+    missing = []
+    for name, entry in WEIGHT_FILES.items():
+        if entry.fallback_for or name in replaced or name in verified:
+            continue
+        if any(port.fallback_for == name and port.name in verified for port in WEIGHT_FILES.values()):
+            continue
+        missing.append(name)
+    return missing

@@ -456,7 +456,7 @@ def test_cli_extract_random_weights_then_info_and_classify_say_so(tmp_path, tiny
     assert info.returncode == 0, info.stderr
     assert "features.tfrecord: extractor: random weights — labels not meaningful" in info.stdout
     assert "features.tfrecord: audio: zero-filled" in info.stdout
-    info = json.loads(run_vtag("info", str(out), "--json").stdout)[0]
+    info = json.loads(run_vtag("info", str(out), "--json").stdout.splitlines()[0])  # JSON Lines
     assert info["provenance"]["vtag_extractor"] == ["random"] and len(info["warnings"]) == 2
 
     result = run_vtag("classify", str(out), "--model", str(tiny_model), "--device", "cpu", "--json")

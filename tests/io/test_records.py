@@ -271,12 +271,12 @@ def test_inspect_and_cli_info(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["info", str(tmp_path / "v.tfrecord"), str(tmp_path / "f.tfrecord"), "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = [json.loads(line) for line in result.output.splitlines()]  # JSON Lines
     assert [(r["kind"], r["records"], r["bad"]) for r in rows] == [("video-level", 5, 0), ("frame-level", 3, 0)]
     result = runner.invoke(app, ["info", str(damaged)])
     assert result.exit_code != 0 and "record 2" in str(result.exception)
     result = runner.invoke(app, ["info", str(damaged), "--skip-bad", "--json"])
-    assert result.exit_code == 0 and json.loads(result.output)[0]["bad"] == 1
+    assert result.exit_code == 0 and json.loads(result.output.splitlines()[0])["bad"] == 1
     result = runner.invoke(app, ["info", str(tmp_path / "v.tfrecord"), str(tmp_path / "f.tfrecord")])
     assert result.exit_code == 0 and "video-level" in result.output and "2018 id" in result.output
     assert "2/5.0/9" in result.output  # frames min/mean/max of the frame-level file

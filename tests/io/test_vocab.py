@@ -97,10 +97,11 @@ def test_cli_labels():
     runner = CliRunner()
     result = runner.invoke(app, ["labels", "guitar", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
-    assert rows[0] == {"index": 9, "name": "Guitar", "kg_id": "/m/0342h", "verticals": ["Arts & Entertainment"]}
+    rows = [json.loads(line) for line in result.output.splitlines()]  # JSON Lines
+    assert rows[0] == {"index": 9, "name": "Guitar", "kg_id": "/m/0342h", "verticals": ["Arts & Entertainment"],
+                       "vocabulary": "2018"}
     result = runner.invoke(app, ["labels", "--vocab", "2017", "--json"])
-    assert result.exit_code == 0 and len(json.loads(result.output)) == 4716
+    assert result.exit_code == 0 and len(result.output.splitlines()) == 4716
     result = runner.invoke(app, ["labels", "Toys", "--vocab", "2017"], env={"COLUMNS": "120"})
     assert result.exit_code == 0 and "Toys \"R\" Us" in result.output and "2017 vocabulary" in result.output
     result = runner.invoke(app, ["labels", "x", "--vocab", "nope"])

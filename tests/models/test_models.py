@@ -436,7 +436,7 @@ def test_cli_models_json_and_table():
     runner = CliRunner()
     result = runner.invoke(app, ["models", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = [json.loads(line) for line in result.output.splitlines()]  # JSON Lines
     assert [r["name"] for r in rows] == list(MODELS)
     by_name = {r["name"]: r for r in rows}
     assert by_name["attend-fusion"]["title"] == "Attend-Fusion"

@@ -92,7 +92,7 @@ def test_cli_eval_json_and_table(tiny):
     result = runner.invoke(app, ["eval", str(records_file), "--model", str(model_dir), "--json", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
-    assert set(payload) == KEYS and payload["videos"] == 40
+    assert set(payload) == KEYS | {"model_name", "model", "runtime"} and payload["videos"] == 40
     result = runner.invoke(app, ["eval", str(records_file), "--model", str(model_dir), "--threshold", "0.3"])
     assert result.exit_code == 0, result.output
     assert "GAP@20" in result.output and "threshold 0.3" in result.output and "macro" in result.output

@@ -14,6 +14,7 @@ from vtag.cli import weights  # noqa: F401
 from vtag.cli import tagging  # noqa: F401
 from vtag.cli import report  # noqa: F401
 from vtag.cli import export  # noqa: F401
+from vtag.cli import meta  # noqa: F401
 from vtag.cli.app import app, main
 
 __all__ = ["app", "main"]

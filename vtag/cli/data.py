@@ -14,22 +14,24 @@ from vtag.cli.app import app, console, err_console
 
 @app.command("info")
 def info(
-    paths: list[str] = typer.Argument(..., help="Record files, globs or directories."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    paths: list[str] = typer.Argument(..., help="Record files, quoted globs or directories; - reads paths from stdin."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines: one object per file (docs/JSON.md)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Count bad records instead of stopping at the first."),
 ) -> None:
     """Describe YT8M / AudioSet record files: schema, record count, labels, frames, bad records."""
-    import json
-
     from rich import box
     from rich.table import Table
 
     from vtag.io.inspect import inspect_file
     from vtag.io.paths import expand_paths
 
-    infos = [inspect_file(path, skip_bad=skip_bad) for path in expand_paths(paths)]
+    from vtag.cli.inputs import refuse_media, with_stdin
+
+    infos = [inspect_file(path, skip_bad=skip_bad) for path in expand_paths(refuse_media(with_stdin(paths)))]
     if as_json:
-        typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        from vtag.cli.output import emit_lines, json_line
+
+        emit_lines((json_line(i.as_dict(), str(i.path)) for i in infos), None)
         return
     # file names alone where they are unique keep the table readable in 80 columns
     names = [Path(i.path).name for i in infos]
@@ -59,11 +61,9 @@ def info(
 def labels(
     query: str = typer.Argument(None, help="Text to search for in names, Knowledge Graph ids and verticals."),
     vocab: str = typer.Option("2018", "--vocab", help="2017, 2018 or a vocabulary CSV file."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines: one object per class (docs/JSON.md)."),
 ) -> None:
     """List a YT8M vocabulary, or search it."""
-    import json
-
     from rich.table import Table
 
     from vtag.io.vocab import load_vocabulary
@@ -73,7 +73,9 @@ def labels(
     rows = [{"index": i, "name": vocabulary.names[i], "kg_id": vocabulary.kg_ids[i],
              "verticals": list(vocabulary.verticals[i])} for i in found]
     if as_json:
-        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        from vtag.cli.output import emit_lines, json_line
+
+        emit_lines((json_line(dict(row, vocabulary=vocabulary.source)) for row in rows), None)
         return
     title = f"{vocabulary.source} vocabulary: {len(found):,} of {len(vocabulary):,} classes"
     table = Table(title=title + (f" matching {query!r}" if query else ""), title_justify="left")
@@ -90,19 +92,19 @@ def labels(
 
 @app.command("models")
 def models(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines: one object per model (docs/JSON.md)."),
     input_spec: str = typer.Option("mean", "--input-spec", help="Count parameters for 'mean' or 'mean+std' inputs."),
 ) -> None:
     """List the model zoo: the paper's models, their parameters here and in the paper."""
-    import json
-
     from rich.table import Table
 
     from vtag.models.registry import paper_table
 
     rows = paper_table(input_spec)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        from vtag.cli.output import emit_lines, json_line
+
+        emit_lines((json_line(row, row["name"]) for row in rows), None)
         return
     table = Table(title=f"models at the paper's configuration (4,716 classes, {input_spec} inputs)", title_justify="left")
     for column in ("name", "paper's title", "params", "paper", "diff"):

@@ -37,10 +37,12 @@ def extract(
     """Extract YouTube-8M features (Inception-v3 + PCA rgb, VGGish + PCA audio) from videos into YT8M records."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from vtag.features.extract import FeatureExtractor, extract_to_records
+    from vtag.cli.inputs import require_extractor_weights
 
     if level not in ("frame", "video"):
         raise VtagError(f"--level {level}: use frame or video")
+    require_extractor_weights(videos, random_weights)  # before the seconds torch takes to import
+    from vtag.features.extract import FeatureExtractor, extract_to_records
     if random_weights:
         err_console.print("[bold yellow]warning: --random-weights: the extractors are randomly initialised; "
                           f"the features written to {output} are NOT meaningful (tests and benchmarks only).[/]")
@@ -108,7 +110,9 @@ def record_line(prediction) -> str:
     """`ID  label 0.912, label 0.405, ...`: a shard's 300 records read as 300 lines, not 300 tables
     (rendering those took longer than scoring them)."""
     labels = ", ".join(f"{label.name} {label.score:.3f}" for label in prediction.labels)
-    return f"{prediction.source}  {labels}"
+    marks = "".join([f"  (no {' or '.join(prediction.missing)})" if prediction.missing else "",
+                     "  (random weights: not meaningful)" if prediction.random_weights else ""])
+    return f"{prediction.source}  {labels}{marks}"
 
 
 def _warn_random_weights() -> None:
@@ -120,13 +124,15 @@ def _warn_random_weights() -> None:
 
 @app.command()
 def classify(
-    inputs: list[str] = typer.Argument(..., help="Video or audio files, or YT8M TFRecord files (every record is tagged); local or s3:// gs:// https:// URLs."),
+    inputs: list[str] = typer.Argument(..., help="Video or audio files, YT8M record files (every record is tagged), quoted "
+                                       "globs or folders of record files; local or s3:// gs:// https:// URLs; - reads paths from stdin."),
     model: str = typer.Option(None, "--model", "-m", help="Model folder (or its config.json) or a trained registry name; default: the shipped model."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many labels per input."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per input on stdout."),
-    fmt: str = typer.Option("table", "--format", help="table, json, or kaggle (Google's submission CSV; needs -o)."),
-    output: Path = typer.Option(None, "--output", "-o", help="With --format kaggle: the CSV file to write."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines: one object per record or file (docs/JSON.md)."),
+    fmt: str = typer.Option(None, "--format", help="table (default), json, or kaggle (Google's submission CSV; needs -o)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write the JSON Lines or the Kaggle CSV to this file "
+                                "(atomically); alone, .csv means --format kaggle and anything else JSON Lines."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable records in record files instead of stopping."),
     random_weights: bool = typer.Option(False, "--random-weights", help=RANDOM_WEIGHTS_HELP),
     segments: float = typer.Option(None, "--segments", help="Also tag each window of this many seconds (YT8M 2019: 5); JSON gets `segments`."),
@@ -135,35 +141,47 @@ def classify(
     vocab: str = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
     """Tag videos, audio files or YT8M record files with the top labels of a fusion model."""
-    import json
-
-    from rich.table import Table
-
-    from vtag.tasks.classify import classify_paths, kaggle_rows
-    from vtag.io.atomic import atomic_write_text
-
-    fmt = "json" if as_json else fmt
-    if fmt not in ("table", "json", "kaggle"):
-        raise VtagError(f"--format {fmt}: use table, json or kaggle")
-    if fmt == "kaggle" and output is None:
-        raise VtagError("--format kaggle writes a CSV file: add -o FILE.csv")
+    from vtag.cli.app import note
+    from vtag.cli.inputs import classify_inputs, require_extractor_weights
+    from vtag.cli.meta import check_model_name
+    from vtag.cli.output import classify_format
+    from vtag.cli.progress import media_progress
     from vtag.cli.report import plot_hook
+    from vtag.tasks.classify import classify_paths, is_record_file
 
+    # everything a typo or a missing file can break is checked before a model or torch loads
+    fmt = classify_format(fmt, as_json, output)
+    check_model_name(model)
+    inputs = classify_inputs(inputs)
+    require_extractor_weights(inputs, random_weights)
+    records = sum(1 for raw in inputs if is_record_file(raw))
+    note(f"{len(inputs)} inputs: {records} record files, {len(inputs) - records} video or audio files; "
+         f"model {model or 'the shipped one'}, device {device}, output {fmt}" + (f" to {output}" if output else ""))
     segments, thumbnails, after = plot_hook(inputs, plot, segments)
     if random_weights:
         _warn_random_weights()
-    predictions = after(classify_paths(inputs, model=model, top_k=top_k, device=device, random_weights=random_weights,
-                                       skip_bad=skip_bad, segments=segments, thumbnails=thumbnails, runtime=runtime,
-                                       vocabulary=vocab))
-    if fmt == "kaggle":
-        rows = list(kaggle_rows(predictions))
-        atomic_write_text(output, rows)
-        err_console.print(f"wrote {len(rows) - 1} rows to {output}")
+    with media_progress() as on_progress:
+        predictions = after(classify_paths(inputs, model=model, top_k=top_k, device=device, random_weights=random_weights,
+                                           skip_bad=skip_bad, segments=segments, thumbnails=thumbnails, runtime=runtime,
+                                           on_progress=on_progress, vocabulary=vocab))
+        _show_predictions(predictions, fmt, output)
+
+
+def _show_predictions(predictions, fmt: str, output: Path | None) -> None:
+    from rich.table import Table
+
+    from vtag.cli.output import emit_lines, json_line
+    from vtag.tasks.classify import kaggle_rows
+
+    if fmt in ("kaggle", "json"):
+        lines = (kaggle_rows(predictions) if fmt == "kaggle"
+                 else (json_line(p.to_json(), p.source) for p in predictions))
+        count = emit_lines(lines, output)
+        if output is not None:
+            err_console.print(f"wrote {count - (fmt == 'kaggle')} {'rows' if fmt == 'kaggle' else 'lines'} to {output}",
+                              highlight=False)
         return
     for p in predictions:
-        if fmt == "json":
-            print(json.dumps(p.to_json(), ensure_ascii=False))
-            continue
         if p.source != p.path and not p.segments:  # a record of a record file: one plain line each
             print(record_line(p))
             continue
@@ -193,7 +211,7 @@ def batch(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders."),
     workers: int = typer.Option(2, "--workers", "-w", min=0, help="Decoding processes (0: decode in this process)."),
     model: str = typer.Option(None, "--model", "-m", help="Model folder or trained registry name; default: the shipped model."),
-    top_k: int = typer.Option(5, "--top-k", "-k", min=1),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many labels each file gets in the results."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     max_frames: int = typer.Option(300, "--max-frames", min=1, help="At most this many seconds per video, as YT8M."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry files that failed in an earlier run."),

@@ -74,9 +74,9 @@ def train_command(
 
 @app.command("eval")
 def eval_command(
-    records: list[str] = typer.Argument(..., help="Labelled record files, folders or globs."),
+    records: list[str] = typer.Argument(..., help="Labelled record files, folders or quoted globs; - reads paths from stdin."),
     model: str = typer.Option(None, "--model", help="Model folder, or a registry name trained into runs/NAME (default: shipped model)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object (a JSON Lines line; docs/JSON.md) instead of a table."),
     threshold: float = typer.Option(0.5, "--threshold", help="Score threshold for F1."),
     batch_size: int = typer.Option(1024, "--batch-size", help="Videos per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -85,18 +85,30 @@ def eval_command(
     vocab: str = typer.Option(None, "--vocab", help="2017 or 2018: must match the records' (detected); with no --model, picks the shipped model of it."),
 ) -> None:
     """Score a model on labelled records: GAP@20, Hit@1, PERR, mAP, F1 (Google's eval_util semantics)."""
-    import json
-
     from rich.table import Table
 
     from vtag.tasks.evaluate import evaluate
     from vtag.tasks.metrics import F1_MACRO_AVERAGING
 
-    result = evaluate(records, model=model, batch_size=batch_size, device=device, threshold=threshold,
-                      skip_bad=skip_bad, runtime=runtime, vocabulary=vocab)
+    from vtag.cli.inputs import refuse_media, with_stdin
+    from vtag.cli.meta import check_model_name
+
+    from vtag.cli.progress import scoring_progress
+
+    check_model_name(model)
+    with scoring_progress("evaluating") as on_scored:
+        result = evaluate(refuse_media(with_stdin(records)), model=model, batch_size=batch_size, device=device,
+                          threshold=threshold, skip_bad=skip_bad, runtime=runtime, on_scored=on_scored,
+                          vocabulary=vocab)
+    from vtag.cli.app import note as verbose_note
+
+    verbose_note(f"model {result['model_name']} from {result['model']}, runtime {result['runtime']}")
     if as_json:
-        keys = ("gap", "hit_at_1", "perr", "map", "f1_micro", "f1_macro", "threshold", "videos")
-        typer.echo(json.dumps({k: result[k] for k in keys}))
+        from vtag.cli.output import json_line
+
+        keys = ("model_name", "model", "runtime", "gap", "hit_at_1", "perr", "map", "f1_micro", "f1_macro",
+                "threshold", "videos")
+        typer.echo(json_line({k: result[k] for k in keys}, "vtag eval"))
         return
     table = Table(title=f"{result['model_name']} ({result['model']}) on {result['videos']:,} videos",
                   title_justify="left")

@@ -21,7 +21,10 @@ app.add_typer(weights_app, name="weights")
 
 
 @weights_app.callback()
-def weights_list(ctx: typer.Context) -> None:
+def weights_list(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines: one object per weight file (docs/JSON.md)."),
+) -> None:
     """List the weight files, whether each is present and verified, and where the cache is."""
     if ctx.invoked_subcommand is not None:
         return
@@ -29,7 +32,17 @@ def weights_list(ctx: typer.Context) -> None:
 
     from vtag.weights import CACHE_ENV, cache_dir, status
 
-    table = Table(title=f"weight cache: {cache_dir()}  (set ${CACHE_ENV} to move it)", title_justify="left")
+    if as_json:
+        from vtag.cli.output import emit_lines, json_line
+        from vtag.io.user_weights import unverified_status
+
+        rows = ({"name": row.name, "present": bool(row.present), "verified": bool(row.verified),
+                 "unverified": bool(getattr(row, "unverified", False)), "path": str(row.path),
+                 "detail": row.detail, "cache": str(cache_dir())} for row in status() + unverified_status())
+        emit_lines((json_line(row) for row in rows), None)
+        return
+
+    table = Table(title=f"weight cache: {cache_dir()}  (set ${CACHE_ENV} or $XDG_CACHE_HOME to move it)", title_justify="left")
     table.add_column("file", no_wrap=True)
     table.add_column("present", no_wrap=True)
     table.add_column("verified", no_wrap=True)

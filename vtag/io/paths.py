@@ -11,9 +11,11 @@ from vtag.errors import VtagError
 from vtag.io.tfrecord import PathLike
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords")
-# The repository's weights/ folder holds the vocabularies and the default model; it sits beside the
-# package in a source checkout (pip install -e .).
-REPO_WEIGHTS_DIR = Path(__file__).resolve().parent.parent.parent / "weights"
+# The vocabularies and the default model: an installed wheel carries them as vtag/_weights (setup.py
+# copies them there); a source checkout (pip install -e .) keeps them in weights/ beside the package.
+_PACKAGED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "_weights"
+_CHECKOUT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent.parent / "weights"
+REPO_WEIGHTS_DIR = _PACKAGED_WEIGHTS_DIR if _PACKAGED_WEIGHTS_DIR.is_dir() else _CHECKOUT_WEIGHTS_DIR
 
 
 def expand_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:

@@ -211,6 +211,10 @@ def labels_of(features: dict, num_classes: int) -> np.ndarray | None:
     return _check_labels(labels, num_classes)
 
 
+class NotYT8M(Malformed):
+    """A well-formed record of another data set."""
+
+
 def yt8m_record(features: dict, lists: dict | None, num_classes: int) -> YT8MRecord:
     if "id" in features:
         vid, schema = _decode_id(_one_bytes(features, "id")), "2018"
@@ -227,8 +231,8 @@ def yt8m_record(features: dict, lists: dict | None, num_classes: int) -> YT8MRec
         return YT8MRecord(vid, labels, dequantize_bytes(q_rgb), dequantize_bytes(q_audio), "frame", schema,
                           _provenance_of(features))
     if lists and "audio_embedding" in lists:
-        raise Malformed("this is an AudioSet record (feature list 'audio_embedding'); read it with "
-                         "read_audioset_records")
+        raise NotYT8M("this is an AudioSet record (feature list 'audio_embedding'), not a YouTube-8M one: "
+                      "`vtag info` describes AudioSet files; classify, eval and train need YT8M records")
     rgb = _float_feature(features, "mean_rgb", RGB_DIM).copy()
     audio = _float_feature(features, "mean_audio", AUDIO_DIM).copy()
     return YT8MRecord(vid, labels, rgb, audio, "video", schema, _provenance_of(features))
@@ -279,6 +283,8 @@ def read_records(
                 else:
                     features, lists = decode_message(data, start, end)
                     record = yt8m_record(features, lists, limit)
+            except NotYT8M as exc:  # the whole file is another kind: skipping each record would hide that
+                raise VtagError(f"{path}: {exc}") from None
             except Malformed as exc:
                 bad_record(path, index, str(exc), skip_bad, local)
                 continue
@@ -319,6 +325,8 @@ def read_audioset_records(
                 times = [_float_feature(context, k, 1)[0] for k in ("start_time_seconds", "end_time_seconds")]
                 labels = labels_of(context, 1 << 62)
                 audio = dequantize_bytes(_frames(lists or {}, "audio_embedding", AUDIO_DIM))
+            except NotYT8M as exc:  # the whole file is another kind: skipping each record would hide that
+                raise VtagError(f"{path}: {exc}") from None
             except Malformed as exc:
                 bad_record(path, index, str(exc), skip_bad, local)
                 continue

@@ -73,7 +73,7 @@ def bad_record(path: PathLike, index: int, what: str, skip_bad: bool, stats: Rea
     """Raise for a bad record, or count it when skipping."""
     message = f"{path}: record {index}: {what}"
     if not skip_bad:
-        raise VtagError(message + " (pass skip_bad=True / --skip-bad to skip bad records)")
+        raise VtagError(message + " (--skip-bad skips bad records and counts them)")
     if stats is None or not stats.quiet:
         log.warning("skipping bad record: %s", message)
     if stats is not None:

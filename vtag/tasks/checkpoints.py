@@ -33,6 +33,18 @@ def write_checkpoint(target: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def link_model_files(source: Path, folder: Path) -> None:
+    """`folder` gets the model files of checkpoint `source` (all but the optimizer and run state) as hard
+    links where the file system allows, else as copies: best/ is last/ at the epoch it was best."""
+    for path in source.iterdir():
+        if path.name in (OPTIMIZER_FILE, STATE_FILE) or not path.is_file():
+            continue
+        try:
+            os.link(path, folder / path.name)
+        except OSError:
+            shutil.copy2(path, folder / path.name)
+
+
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
     state = optimizer.state_dict()
     tensors = {}

@@ -47,12 +47,14 @@ class Prediction:
     segments: list | None = None  # [segments.Segment] when asked for (--segments)
     provenance: dict | None = None  # how a record's features were made (vtag extract), if it says
     thumbnails: list = field(default_factory=list, repr=False)  # [(time_s, small rgb)] when asked for
+    vocabulary: str = ""  # the vocabulary's source ("2018", "2017" or a CSV's name)
 
     def to_json(self) -> dict:
         out = {
             "source": self.source,
             "path": self.path,
             "model": self.model,
+            **({"vocabulary": self.vocabulary} if self.vocabulary else {}),
             "labels": [asdict(label) for label in self.labels],
             "missing": self.missing,
         }
@@ -151,7 +153,8 @@ class Tagger:
         visual, audio = self.pool(features)
         scores = self.scores(visual[None], audio[None])[0]
         missing = [m for m, has in (("video", features.has_video), ("audio", features.has_audio)) if not has]
-        return Prediction(source, self.top_labels(scores, k), self.model_name, path, missing, self.random_weights)
+        return Prediction(source, self.top_labels(scores, k), self.model_name, path, missing, self.random_weights,
+                          vocabulary=self.vocabulary.source)
 
 
 def is_record_file(path: Path | str) -> bool:
@@ -175,7 +178,8 @@ def classify_records(tagger: Tagger, path: Path, top_k: int, skip_bad: bool = Fa
             made = provenance or {}
             missing = [track for track in ("video", "audio") if made.get(f"vtag_{track}") == "zeros"]
             yield Prediction(rid, tagger.top_labels(scores, top_k), tagger.model_name, str(path), missing,
-                             made.get("vtag_extractor") == "random", segments=parts, provenance=provenance)
+                             made.get("vtag_extractor") == "random", segments=parts, provenance=provenance,
+                             vocabulary=tagger.vocabulary.source)
         batch.clear()
 
     warned: set[str] = set()
@@ -222,12 +226,14 @@ def classify_paths(
     thumbnails: int = 0,
     runtime: str = "torch",
     vocabulary: str | None = None,
+    on_progress=None,
 ) -> Iterator[Prediction]:
     """Tag each input: every record of a record file, or a whole media file. Raises VtagError on the
     first input that cannot be read; `run_batch` is the tool for many files that must not stop.
     `segments=S` adds labels per S-second window (vtag.tasks.segments); `thumbnails=N` keeps up to N small
     keyframes of each media file in `Prediction.thumbnails`. Record files are scored by a model of their
-    own vocabulary (see `Tagger.for_vocabulary`); `vocabulary` (--vocab) names the labels for raw videos."""
+    own vocabulary (see `Tagger.for_vocabulary`); `vocabulary` (--vocab) names the labels for raw videos.
+    `on_progress(path, seconds done, total or None)` hears how far the decoding of each media file is."""
     from vtag.io.remote import is_url
 
     paths = [raw if is_url(raw) else Path(raw) for raw in inputs]
@@ -250,7 +256,8 @@ def classify_paths(
             from vtag.features.thumbnails import ThumbnailKeeper
 
             keeper = ThumbnailKeeper(thumbnails) if thumbnails else None
-            features = tagger.extractor.extract(path, on_frame=keeper.add if keeper else None)
+            progress = (lambda done, total, _p=path: on_progress(_p, done, total)) if on_progress else None
+            features = tagger.extractor.extract(path, progress=progress, on_frame=keeper.add if keeper else None)
             prediction = tagger.classify_features(features, top_k, str(path), str(path))
             prediction.thumbnails = keeper.thumbnails() if keeper else []
             yield add_segments(prediction, tagger, features, segments, top_k)

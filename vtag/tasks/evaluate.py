@@ -129,11 +129,12 @@ def predict(records, model=None, batch_size: int = 1024, device: str = "auto", s
 
 
 def evaluate(records, model=None, batch_size: int = 1024, device: str = "auto", threshold: float = 0.5,
-             top_k: int = 20, skip_bad: bool = False, runtime: str = "torch", vocabulary: str | None = None) -> dict:
+             top_k: int = 20, skip_bad: bool = False, runtime: str = "torch", vocabulary: str | None = None,
+             on_scored=None) -> dict:
     """Metrics of `model` (None: the shipped default) on labelled record files, as
     `EvaluationMetrics.summary()` plus `model` (its folder), `model_name` and `vocabulary`. With no
     `model`, the shipped model of the records' vocabulary; another vocabulary's model is refused.
-    Scores are float64."""
+    Scores are float64. `on_scored(videos scored, videos)` is called after each batch."""
     if not 0.0 <= threshold <= 1.0:
         raise VtagError(f"--threshold {threshold} is not a probability: use a value in [0, 1]")
     if batch_size < 1:
@@ -141,7 +142,12 @@ def evaluate(records, model=None, batch_size: int = 1024, device: str = "auto", 
     net, meta, visual, audio, labels, device = _prepare(records, model, device, skip_bad, runtime, vocabulary)
     metrics = EvaluationMetrics(net.config.num_classes, top_k=top_k, threshold=threshold)
     for start, scores in score_batches(net, visual, audio, batch_size, device, np.float64):
+        if not np.isfinite(scores).all():  # metrics of NaN scores would look like a (bad) model's
+            raise VtagError(f"{meta['model_dir']}: the model's scores are not numbers (NaN) for some of the "
+                            "records: the model is broken; retrain it or give another --model")
         metrics.accumulate(scores, labels[start:start + len(scores)])
+        if on_scored is not None:
+            on_scored(start + len(scores), len(visual))
     result = metrics.summary()
     result["model"] = str(Path(meta["model_dir"]))
     result["model_name"] = meta.get("name", "")

@@ -42,7 +42,8 @@ from torch import nn
 from vtag.errors import VtagError
 from vtag.io.atomic import atomic_write_bytes
 from vtag.tasks.checkpoints import (
-    OPTIMIZER_FILE, STATE_FILE, find_checkpoint, optimizer_tensors, restore_optimizer, write_checkpoint,
+    OPTIMIZER_FILE, STATE_FILE, find_checkpoint, link_model_files, optimizer_tensors, restore_optimizer,
+    write_checkpoint,
 )
 from vtag.tasks.metrics import EvaluationMetrics
 from vtag.tasks.train_config import FROZEN_ON_RESUME, TrainConfig
@@ -212,8 +213,11 @@ def _train(config, dist, device, state, checkpoint, progress, on_step, log,
         restore_optimizer(optimizer, tensors, state["param_groups"])
         if ema is not None:  # model.safetensors holds the EMA weights
             ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        # the exact float32 training weights (model.safetensors may be EMA or float16)
-        model.load_state_dict({k[len("raw."):]: v for k, v in tensors.items() if k.startswith("raw.")})
+        # the exact float32 training weights (model.safetensors may be EMA or float16); without raw.*
+        # tensors model.safetensors is them already
+        raw = {k[len("raw."):]: v for k, v in tensors.items() if k.startswith("raw.")}
+        if raw:
+            model.load_state_dict(raw)
         epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
         best_gap, history = state.get("best_gap"), state.get("history", [])
         torch.set_rng_state(tensors["rng.cpu.0"])
@@ -247,16 +251,18 @@ def _train(config, dist, device, state, checkpoint, progress, on_step, log,
             tensors["rng.cpu.0"] = torch.get_rng_state()
             if device.startswith("cuda"):
                 tensors["rng.cuda.0"] = torch.cuda.get_rng_state()
-            tensors.update({f"raw.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+            if weights_model is not model or config.save_dtype != "float32":
+                # model.safetensors then holds EMA or rounded weights; otherwise it is the exact
+                # training weights already, and a second copy here would only take the disk
+                tensors.update({f"raw.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
             atomic_write_bytes(folder / OPTIMIZER_FILE, save(tensors))
             payload = {"epoch": done_epoch, "step_in_epoch": done_steps, "global_step": global_step,
                        "best_gap": best_gap, "history": history, "config": settings, "param_groups": groups}
             atomic_write_bytes(folder / STATE_FILE, (json.dumps(payload, indent=2) + "\n").encode())
 
         write_checkpoint(config.out_dir / "last", write_last)
-        if is_best:
-            write_checkpoint(config.out_dir / "best", lambda folder: save_model(weights_model, folder, extra=extra,
-                                                                                 dtype=config.save_dtype))
+        if is_best:  # the same model files as last/ (without what resuming needs): linked, not written again
+            write_checkpoint(config.out_dir / "best", lambda folder: link_model_files(config.out_dir / "last", folder))
 
     bar = _Progress(progress and dist.main, total_steps, global_step)
     from vtag.tasks.training_log import TrainingLog
