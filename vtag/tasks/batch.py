@@ -5,15 +5,14 @@ FFmpeg, so a worker per file stream keeps both speed and isolation). Workers str
 small chunks and log-mel examples through a bounded queue, so memory does not grow with video length
 or worker count; the main process runs the extractors and the fusion model in batches on one device.
 
-The results file is the only state: one line per finished file, each written with a single
-`os.write` and fsynced, so Ctrl-C or a kill never leaves half a line we would trust. On resume a torn
-tail (a kill mid-write) is cut off, finished files are skipped, failed ones are retried only when asked,
-and their old error lines are removed first, so no file is duplicated or lost.
+The results file (vtag.tasks.results_file) is the only state: one record per finished file, fsynced.
+On resume a torn tail (a kill mid-write) is cut off, finished files are skipped, failed ones are
+retried only when asked, and their old error records are removed first, so no file is duplicated or
+lost.
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import queue
@@ -25,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vtag.tasks.classify import MEDIA_SUFFIXES, Tagger, csv_line, prediction_line
-from vtag.io.atomic import atomic_write_text
+from vtag.tasks.classify import MEDIA_SUFFIXES, Tagger, prediction_line
+from vtag.tasks.results_file import ResultsFile
 from vtag.errors import VtagError
+
+__all__ = ["BatchSummary", "ResultsFile", "find_media", "run_batch"]
 
 FRAMES_PER_CHUNK = 16
 THUMBNAILS_PER_FILE = 3  # the report shows the middle one; the worker sends these few small ones only
@@ -80,77 +81,6 @@ def find_media(folders: Iterable[str | Path], recursive: bool = False,
                 )
         roots.update((str(p), str(root)) for p in found[before:])
     return sorted(set(found), key=str)
-
-
-class ResultsFile:
-    """Append-only JSONL or CSV results, read back for resuming."""
-
-    CSV_HEADER = ["path", "labels", "error"]
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        suffix = self.path.suffix.lower()
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            self.format = "jsonl"
-        elif suffix == ".csv":
-            self.format = "csv"
-        else:
-            raise VtagError(f"{self.path}: results must be a .jsonl or .csv file")
-
-    def _entries(self) -> list[tuple[str, bool, str]]:
-        """(path, ok, raw line) for each complete line; a torn last line is cut off the file."""
-        if not self.path.exists():
-            return []
-        data = self.path.read_bytes()
-        cut = data.rfind(b"\n") + 1
-        if cut != len(data):
-            with open(self.path, "r+b") as f:
-                f.truncate(cut)
-            data = data[:cut]
-        entries = []
-        lines = data.decode("utf-8").splitlines(keepends=True)
-        if self.format == "jsonl":
-            for number, line in enumerate(lines, 1):
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    raise VtagError(f"{self.path}: line {number} is not JSON: not a vtag results file?") from None
-                entries.append((entry["path"], "error" not in entry, line))
-        else:
-            import csv
-
-            for row, line in zip(csv.reader(lines), lines):
-                if row == self.CSV_HEADER:
-                    continue
-                entries.append((row[0], not row[2], line))
-        return entries
-
-    def prepare(self, retry_failed: bool) -> tuple[set[str], set[str]]:
-        """Returns (finished, failed) paths of earlier runs; with retry_failed, failed lines are removed
-        (atomically) so the retry's line is the only one for that file."""
-        entries = self._entries()
-        finished = {p for p, ok, _ in entries if ok}
-        failed = {p for p, ok, _ in entries if not ok} - finished
-        if retry_failed and failed:
-            keep = [line for p, _, line in entries if p not in failed]
-            header = [csv_line(self.CSV_HEADER)] if self.format == "csv" else []
-            atomic_write_text(self.path, header + keep)
-            failed = set()
-        if self.format == "csv" and not self.path.exists():
-            atomic_write_text(self.path, [csv_line(self.CSV_HEADER)])
-        return finished, failed
-
-    def append(self, line: str) -> None:
-        data = line.encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            # One write call per line: appends of this size are not interleaved or split by a signal.
-            written = os.write(fd, data)
-            if written != len(data):
-                raise VtagError(f"{self.path}: short write ({written} of {len(data)} bytes): disk full?")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ---- decoding workers -----------------------------------------------------------------------------
@@ -289,7 +219,7 @@ def run_batch(
         files = [f for f in files if str(f) in chosen]
     tagger = Tagger(model, device=device, random_weights=random_weights, runtime=runtime)
     tagger.extractor  # load (or fail on missing weights) before any worker starts
-    finished, failed_before = results.prepare(retry_failed)
+    finished, failed_before = results.prepare(retry_failed, {str(p) for p in files})
     todo = [str(p) for p in files if str(p) not in finished and str(p) not in failed_before]
     summary = BatchSummary(total=len(files), skipped=len(files) - len(todo))
     if on_start:

@@ -7,8 +7,6 @@ folders, resumably, with decoding in worker processes (see `vtag.tasks.batch`).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -213,14 +211,10 @@ def kaggle_rows(predictions: Iterable[Prediction]) -> Iterator[str]:
         yield f"{video_id},{pairs}\n"
 
 
-def csv_line(values: list) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue()
-
-
 def prediction_line(prediction: Prediction | None, path: str, error: str | None, fmt: str) -> str:
     """One output line of `vtag batch` for one file: JSONL or CSV."""
+    from vtag.tasks.csv_output import csv_line
+
     if fmt == "jsonl":
         if error is not None:
             return json.dumps({"path": path, "error": error}, ensure_ascii=False) + "\n"

