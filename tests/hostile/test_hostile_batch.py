@@ -8,12 +8,33 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from vtag.tasks.batch import ResultsFile
-from vtag.tasks.classify import LabelScore, Prediction, prediction_line
+from media_factory import make_broken, make_media
+from vtag.tasks.batch import ResultsFile, run_batch
+from vtag.tasks.results_file import prediction_line
+from vtag.tasks.classify import LabelScore, Prediction
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    import torch
+
+    from vtag.models.registry import create_model
+    from vtag.models.storage import save_model
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model")
+    save_model(create_model("fc-early-fusion", num_classes=3862, hidden=32), folder, extra={"vocabulary": "2018"})
+    return folder
+
+
+def _batch(folders, out, model, **options):
+    options.setdefault("workers", 0)
+    return run_batch(folders, out, model=model, device="cpu", random_weights=True, top_k=2, **options)
+
 
 # Characters str.splitlines() treats as line ends although JSON and CSV keep them inside a value.
 SPLITLINES_BREAKERS = ["\r", "\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e"]
@@ -78,3 +99,26 @@ def test_a_results_file_of_something_else_is_one_line(tmp_path):
     with pytest.raises(VtagError, match="line 2 is not a vtag results line") as info:
         ResultsFile(out).prepare(retry_failed=False)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_names_that_are_not_utf8_are_tagged_and_resume(tmp_path, tiny_model, fmt):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    good, bad = os.fsencode(folder) + b"/caf\xe9.mp4", os.fsencode(folder) + b"/\xff\xfebroken.mp4"
+    make_media(tmp_path / "tmp.mp4", duration_s=1.0, audio=False)
+    os.replace(tmp_path / "tmp.mp4", good)
+    make_broken(tmp_path / "tmp.mp4", "text")
+    os.replace(tmp_path / "tmp.mp4", bad)
+    out = tmp_path / f"results.{fmt}"
+    summary = _batch([folder], out, tiny_model)
+    assert (summary.done, summary.failed) == (1, 1)
+    records = _results_records(out, fmt)  # strict UTF-8: raises on a raw undecodable byte
+    assert len(records) == 2
+    by_ok = {("error" not in r): r for r in records}
+    assert by_ok[True]["path"].endswith("caf\udce9.mp4" if fmt == "jsonl" else "caf\\udce9.mp4")
+    assert "broken.mp4" in by_ok[False]["error"]
+    # the rerun finds both under the same names: nothing tagged again, nothing written twice
+    again = _batch([folder], out, tiny_model)
+    assert (again.done, again.total - again.skipped) == (0, 0)
+    assert len(_results_records(out, fmt)) == 2

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vtag.tasks.classify import MEDIA_SUFFIXES, Tagger, prediction_line
-from vtag.tasks.results_file import ResultsFile
+from vtag.tasks.classify import MEDIA_SUFFIXES, Tagger
+from vtag.tasks.results_file import ResultsFile, prediction_line
 from vtag.errors import VtagError
 
 __all__ = ["BatchSummary", "ResultsFile", "find_media", "run_batch"]
@@ -219,8 +219,8 @@ def run_batch(
         files = [f for f in files if str(f) in chosen]
     tagger = Tagger(model, device=device, random_weights=random_weights, runtime=runtime)
     tagger.extractor  # load (or fail on missing weights) before any worker starts
-    finished, failed_before = results.prepare(retry_failed, {str(p) for p in files})
-    todo = [str(p) for p in files if str(p) not in finished and str(p) not in failed_before]
+    finished, failed_before = results.prepare(retry_failed, {results.key(p) for p in files})
+    todo = [str(p) for p in files if results.key(p) not in finished and results.key(p) not in failed_before]
     summary = BatchSummary(total=len(files), skipped=len(files) - len(todo))
     if on_start:
         on_start(summary)

@@ -7,7 +7,6 @@ folders, resumably, with decoding in worker processes (see `vtag.tasks.batch`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -209,22 +208,3 @@ def kaggle_rows(predictions: Iterable[Prediction]) -> Iterator[str]:
         pairs = " ".join(f"{label.id} {label.score:.6f}" for label in p.labels)
         video_id = p.source if p.source != p.path else Path(p.path).stem
         yield f"{video_id},{pairs}\n"
-
-
-def prediction_line(prediction: Prediction | None, path: str, error: str | None, fmt: str) -> str:
-    """One output line of `vtag batch` for one file: JSONL or CSV."""
-    from vtag.tasks.csv_output import csv_line
-
-    if fmt == "jsonl":
-        if error is not None:
-            return json.dumps({"path": path, "error": error}, ensure_ascii=False) + "\n"
-        entry = {"path": path, **{k: v for k, v in prediction.to_json().items() if k not in ("source", "path")}}
-        if prediction.thumbnails:  # the keyframe the HTML report shows, inline (a few KB)
-            from vtag.features.thumbnails import keyframe_uri
-
-            entry["thumbnail"] = keyframe_uri(prediction.thumbnails)
-        return json.dumps(entry, ensure_ascii=False) + "\n"
-    if error is not None:
-        return csv_line([path, "", error])
-    labels = "; ".join(f"{label.name} ({label.id})={label.score:.4f}" for label in prediction.labels)
-    return csv_line([path, labels, ""])

@@ -16,10 +16,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vtag.errors import VtagError
 from vtag.io.atomic import atomic_write_text
 from vtag.tasks.csv_output import csv_line
+
+if TYPE_CHECKING:
+    from vtag.tasks.classify import Prediction
 
 CSV_HEADER = ["path", "labels", "error"]
 
@@ -27,6 +31,21 @@ CSV_HEADER = ["path", "labels", "error"]
 def result_key(path: str | os.PathLike) -> str:
     """The name a file is recorded under."""
     return os.fspath(path)
+
+
+def printable(text: str) -> str:
+    """`text` as valid UTF-8: a file name that is not UTF-8 reaches Python with lone surrogates
+    (os.fsdecode), which no UTF-8 file can hold; they become backslash escapes (`\\udce9`)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def json_line(entry: dict) -> str:
+    """One JSONL record. Lone surrogates (undecodable file names) are written as JSON \\u escapes, so
+    the file stays UTF-8 and json.loads gives back the exact name the next run looks up."""
+    text = json.dumps(entry, ensure_ascii=False)
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        text = "".join(f"\\u{ord(c):04x}" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text + "\n"
 
 
 def write_problem(path: Path, exc: OSError) -> VtagError:
@@ -63,6 +82,11 @@ class ResultsFile:
             self.format = "csv"
         else:
             raise VtagError(f"{self.path}: results must be a .jsonl or .csv file")
+
+    def key(self, path: str | os.PathLike) -> str:
+        """What `path` is found under in this file's records (prepare's sets hold these)."""
+        key = result_key(path)
+        return printable(key) if self.format == "csv" else key
 
     def _records(self) -> list[bytes]:
         """The complete records of the file; a torn last one (a kill mid-write) is cut off the file."""
@@ -115,7 +139,7 @@ class ResultsFile:
                     continue
                 if len(row) != 3:
                     raise VtagError(f"{self.path}: line {number} is not a vtag results row (path,labels,error)")
-                entries.append(Entry(result_key(row[0]), not row[2], text, row[2]))
+                entries.append(Entry(self.key(row[0]), not row[2], text, row[2]))
         return entries
 
     def prepare(self, retry_failed: bool, keys: set[str] | None = None) -> tuple[set[str], dict[str, str]]:
@@ -157,6 +181,24 @@ class ResultsFile:
                 os.close(fd)
         except OSError as exc:
             raise write_problem(self.path, exc) from None
+
+
+def prediction_line(prediction: Prediction | None, path: str, error: str | None, fmt: str) -> str:
+    """One record of `vtag batch` for one file: JSONL or CSV, valid UTF-8 whatever the file's name."""
+    if fmt == "jsonl":
+        if error is not None:
+            return json_line({"path": path, "error": error})
+        entry = {"path": path, **{k: v for k, v in prediction.to_json().items() if k not in ("source", "path")}}
+        if prediction.thumbnails:  # the keyframe the HTML report shows, inline (a few KB)
+            from vtag.features.thumbnails import keyframe_uri
+
+            entry["thumbnail"] = keyframe_uri(prediction.thumbnails)
+        return json_line(entry)
+    # CSV has no escapes: an undecodable name is written (and looked up on resume) as printable() text
+    if error is not None:
+        return csv_line([printable(path), "", printable(error)])
+    labels = "; ".join(f"{label.name} ({label.id})={label.score:.4f}" for label in prediction.labels)
+    return csv_line([printable(path), labels, ""])
 
 
 def _newlines(data: bytes):
