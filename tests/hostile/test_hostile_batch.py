@@ -122,3 +122,28 @@ def test_names_that_are_not_utf8_are_tagged_and_resume(tmp_path, tiny_model, fmt
     again = _batch([folder], out, tiny_model)
     assert (again.done, again.total - again.skipped) == (0, 0)
     assert len(_results_records(out, fmt)) == 2
+
+
+def test_a_resume_that_spells_the_folder_differently_tags_nothing_again(tmp_path, tiny_model, monkeypatch):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        make_media(folder / name, duration_s=1.0, audio=False)
+    (tmp_path / "link").symlink_to(folder)
+    out = tmp_path / "results.jsonl"
+    monkeypatch.chdir(tmp_path)
+    first = _batch(["clips"], out, tiny_model)
+    assert first.done == 2
+    for spelling in (str(folder), "./clips/../clips", "link", [str(folder), "clips"]):
+        again = _batch(spelling if isinstance(spelling, list) else [spelling], out, tiny_model)
+        assert (again.total, again.done, again.skipped) == (2, 0, 2), spelling
+    records = _results_records(out, "jsonl")
+    assert sorted(Path(r["path"]).name for r in records) == ["a.mp4", "b.mp4"]
+
+
+def test_shard_of_a_name_that_is_not_utf8():
+    from vtag.io.shard import Shard, select_shard
+
+    names = [os.fsdecode(b"caf\xe9.mp4"), "plain.mp4"]
+    parts = [select_shard(names, names, Shard(i, 2)) for i in (1, 2)]
+    assert sorted(parts[0] + parts[1]) == sorted(names)

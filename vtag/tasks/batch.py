@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vtag.tasks.classify import MEDIA_SUFFIXES, Tagger
-from vtag.tasks.results_file import ResultsFile, prediction_line
+from vtag.tasks.results_file import ResultsFile, prediction_line, result_key
 from vtag.errors import VtagError
 
 __all__ = ["BatchSummary", "ResultsFile", "find_media", "run_batch"]
@@ -219,9 +219,12 @@ def run_batch(
         files = [f for f in files if str(f) in chosen]
     tagger = Tagger(model, device=device, random_weights=random_weights, runtime=runtime)
     tagger.extractor  # load (or fail on missing weights) before any worker starts
-    finished, failed_before = results.prepare(retry_failed, {results.key(p) for p in files})
-    todo = [str(p) for p in files if results.key(p) not in finished and results.key(p) not in failed_before]
-    summary = BatchSummary(total=len(files), skipped=len(files) - len(todo))
+    # One name per file however its folder was spelt (`clips` and `/home/me/clips`): the results hold
+    # these, so a resume from another working directory or spelling finds its work.
+    paths = list(dict.fromkeys(result_key(f) for f in files))
+    finished, failed_before = results.prepare(retry_failed, {results.key(p) for p in paths})
+    todo = [p for p in paths if results.key(p) not in finished and results.key(p) not in failed_before]
+    summary = BatchSummary(total=len(paths), skipped=len(paths) - len(todo))
     if on_start:
         on_start(summary)
     started = time.perf_counter()

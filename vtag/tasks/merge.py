@@ -47,17 +47,17 @@ def merge_results(output: str | Path, parts: Sequence[str | Path], expected: Ite
             raise VtagError(f"{part.path}: is {part.format.upper()} but {out.path} is {out.format.upper()}; "
                             "merge parts of one format")
         for entry in part._entries():
-            path, ok, line = entry.key, entry.ok, entry.text
-            if path in seen:
-                where = "twice in" if seen[path] == part.path else f"in both {seen[path]} and"
-                raise VtagError(f"{path}: appears {where} {part.path}: the parts overlap "
+            # by key: the same file under two spellings of its folder is still one file
+            if entry.key in seen:
+                where = "twice in" if seen[entry.key] == part.path else f"in both {seen[entry.key]} and"
+                raise VtagError(f"{entry.path}: appears {where} {part.path}: the parts overlap "
                                 "(were they made with different --shard splits?)")
-            seen[path] = part.path
-            lines.append(line)
-            if not ok:
-                summary.failed.append(path)
+            seen[entry.key] = part.path
+            lines.append(entry.text)
+            if not entry.ok:
+                summary.failed.append(entry.path)
     if expected is not None:
-        summary.missing = sorted(set(expected) - set(seen))
+        summary.missing = sorted(name for name in set(expected) if out.key(name) not in seen)
     summary.files = len(lines)
     header = [csv_line(ResultsFile.CSV_HEADER)] if out.format == "csv" else []
     atomic_write_text(out.path, header + lines)

@@ -3,8 +3,9 @@
 Each finished file is one record, written with a single `os.write` and fsynced, so a kill leaves at
 most a torn last record, which the next run cuts off. Records are split on "\\n" only (JSONL) or on a
 "\\n" outside quotes (CSV): `str.splitlines` would also cut at "\\r", U+2028 or U+0085, which a file
-name may hold and JSON leaves raw, and a resume would then misread the file. Files are keyed by
-`result_key`.
+name may hold and JSON leaves raw, and a resume would then misread the file. Files are recorded and
+looked up by `result_key` (the folder's real path, the file's own name), so a resume that spells the
+folder differently still finds its work.
 """
 
 from __future__ import annotations
@@ -29,8 +30,17 @@ CSV_HEADER = ["path", "labels", "error"]
 
 
 def result_key(path: str | os.PathLike) -> str:
-    """The name a file is recorded under."""
-    return os.fspath(path)
+    """The name a file is recorded and looked up under: its folder's real path joined with its own
+    name, so `clips/a.mp4` and `/home/me/clips/a.mp4` (or a symlinked spelling of the folder) are one
+    file. Only the folder is resolved: a symlinked file keeps the name the user gave it. URLs are kept
+    as they are."""
+    from vtag.io.remote import is_url
+
+    text = os.fspath(path)
+    if is_url(text):
+        return text
+    folder, name = os.path.split(os.path.abspath(text))
+    return os.path.join(os.path.realpath(folder), name)
 
 
 def printable(text: str) -> str:
@@ -62,7 +72,8 @@ def write_problem(path: Path, exc: OSError) -> VtagError:
 
 @dataclass
 class Entry:
-    key: str  # result_key of the file's path
+    path: str  # as the record holds it
+    key: str  # ResultsFile.key of it
     ok: bool
     text: str  # the whole record, as written, ending in "\n"
     error: str = ""
@@ -132,14 +143,14 @@ class ResultsFile:
                     path, error = entry["path"], entry.get("error")
                 except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                     raise VtagError(f"{self.path}: line {number} is not a vtag results line: not a vtag results file?") from None
-                entries.append(Entry(result_key(path), error is None, text, error or ""))
+                entries.append(Entry(path, self.key(path), error is None, text, error or ""))
             else:
                 row = next(csv.reader(io.StringIO(text, newline="")), [])
                 if row == CSV_HEADER:
                     continue
                 if len(row) != 3:
                     raise VtagError(f"{self.path}: line {number} is not a vtag results row (path,labels,error)")
-                entries.append(Entry(self.key(row[0]), not row[2], text, row[2]))
+                entries.append(Entry(row[0], self.key(row[0]), not row[2], text, row[2]))
         return entries
 
     def prepare(self, retry_failed: bool, keys: set[str] | None = None) -> tuple[set[str], dict[str, str]]:
