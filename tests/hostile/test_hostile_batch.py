@@ -9,6 +9,9 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,3 +150,36 @@ def test_shard_of_a_name_that_is_not_utf8():
     names = [os.fsdecode(b"caf\xe9.mp4"), "plain.mp4"]
     parts = [select_shard(names, names, Shard(i, 2)) for i in (1, 2)]
     assert sorted(parts[0] + parts[1]) == sorted(names)
+
+
+def _cli(folder, out, model, *extra) -> list[str]:
+    return [sys.executable, "-m", "vtag", "batch", str(folder), "-o", str(out), "--workers", "0",
+            "--model", str(model), "--random-weights", "--device", "cpu", *extra]
+
+
+def _error_lines(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr, stderr
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def test_a_second_batch_on_the_same_output_refuses_in_one_line(tmp_path, tiny_model):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    names = [f"c{i}.mp4" for i in range(5)]
+    for name in names:
+        make_media(folder / name, duration_s=2.0, audio=False)
+    out = tmp_path / "results.jsonl"
+    first = subprocess.Popen(_cli(folder, out, tiny_model), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None and (not out.exists() or not out.read_text()):
+        time.sleep(0.05)
+    assert first.poll() is None, "the first batch ended before the second could start: " + first.stderr.read()
+    second = subprocess.run(_cli(folder, out, tiny_model), capture_output=True, text=True, timeout=300)
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    assert second.returncode == 2, second.stderr
+    assert _error_lines(second.stderr) == [
+        f"error: {out} is being written by another vtag batch (pid {first.pid}): wait for it to finish, "
+        "or give -o another file"]
+    records = _results_records(out, "jsonl")
+    assert sorted(Path(r["path"]).name for r in records) == names  # each file once
+    assert not list(tmp_path.glob(".results.jsonl.lock")), "the lock outlived its run"

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vtag.tasks.classify import MEDIA_SUFFIXES, Tagger
-from vtag.tasks.results_file import ResultsFile, prediction_line, result_key
+from vtag.tasks.results_file import OutputLock, ResultsFile, prediction_line, result_key
 from vtag.errors import VtagError
 
 __all__ = ["BatchSummary", "ResultsFile", "find_media", "run_batch"]
@@ -209,84 +209,88 @@ def run_batch(
     if runtime != "torch" and results_from is not None:
         raise VtagError(f"--runtime {runtime} is not available with --ray yet: the Ray actors score with PyTorch")
     keep_thumbnails = THUMBNAILS_PER_FILE if thumbnails else 0
-    roots: dict[str, str] = {}
-    files = find_media(folders, recursive, roots)
-    if not files:
-        raise VtagError(f"no video or audio files found in {', '.join(map(str, folders))}" + ("" if recursive else " (add --recursive for subfolders)"))
-    if shard is not None:
-        names = [str(f) for f in files]
-        chosen = set(select_shard(names, canonical_names(names, roots), parse_shard(shard)))
-        files = [f for f in files if str(f) in chosen]
-    tagger = Tagger(model, device=device, random_weights=random_weights, runtime=runtime)
-    tagger.extractor  # load (or fail on missing weights) before any worker starts
-    # One name per file however its folder was spelt (`clips` and `/home/me/clips`): the results hold
-    # these, so a resume from another working directory or spelling finds its work.
-    paths = list(dict.fromkeys(result_key(f) for f in files))
-    finished, failed_before = results.prepare(retry_failed, {results.key(p) for p in paths})
-    todo = [p for p in paths if results.key(p) not in finished and results.key(p) not in failed_before]
-    summary = BatchSummary(total=len(paths), skipped=len(paths) - len(todo))
-    if on_start:
-        on_start(summary)
-    started = time.perf_counter()
-    assembler = _Assembler(tagger, top_k, segments)
-
-    inference_errors: dict[int, str] = {}  # a file whose frames broke the model fails alone
-
-    def handle(message, current: dict) -> None:
-        kind, index = message[0], message[1]
-        path = todo[index]
-        if kind == "start":
-            current[message[2]] = index
-        elif kind == "thumbnails":
-            assembler.thumbnails[index] = message[2]
-        elif kind in ("frames", "audio"):
-            if index in inference_errors:
-                return
-            try:
-                (assembler.frames if kind == "frames" else assembler.log_mel)(index, message[2])
-            except Exception as exc:  # e.g. out of memory on one huge video: that file fails, not the batch
-                inference_errors[index] = str(exc) if isinstance(exc, VtagError) else f"{path}: {type(exc).__name__}: {exc}"
-        elif kind in ("done", "error"):
-            error = inference_errors.pop(index, None) or (message[2] if kind == "error" else None)
-            prediction = None
-            if error is None:
-                try:
-                    prediction, duration = assembler.finish(index, path, message[2])
-                    summary.video_seconds += duration
-                except VtagError as exc:
-                    error = str(exc)
-            assembler.drop(index)
-            record(path, prediction, error)
-            for pid, i in list(current.items()):
-                if i == index:
-                    del current[pid]
-
-    def record(path: str, prediction, error: str | None, seconds: float = 0.0) -> None:
-        results.append(prediction_line(prediction, path, error, results.format))
-        if error is None:
-            summary.done += 1
-            summary.video_seconds += seconds
-        else:
-            summary.failed += 1
-            summary.failures.append((path, error))
-        if on_file:
-            on_file(path, error, summary)
-
+    lock = OutputLock(results.path)  # a second batch on this output refuses instead of tagging all again
     try:
-        if results_from is not None and todo:
-            for index, prediction, error, seconds in results_from(todo, tagger):
-                record(todo[index], prediction, error, seconds)
-        elif workers <= 0:
-            current: dict = {}
-            for index, path in enumerate(todo):
-                for message in _safe_messages(index, path, max_frames, keep_thumbnails):
-                    handle(message, current)
-        else:
-            _run_with_workers(todo, workers, max_frames, handle, record, keep_thumbnails)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    summary.elapsed_s = time.perf_counter() - started
-    return summary
+        roots: dict[str, str] = {}
+        files = find_media(folders, recursive, roots)
+        if not files:
+            raise VtagError(f"no video or audio files found in {', '.join(map(str, folders))}" + ("" if recursive else " (add --recursive for subfolders)"))
+        if shard is not None:
+            names = [str(f) for f in files]
+            chosen = set(select_shard(names, canonical_names(names, roots), parse_shard(shard)))
+            files = [f for f in files if str(f) in chosen]
+        tagger = Tagger(model, device=device, random_weights=random_weights, runtime=runtime)
+        tagger.extractor  # load (or fail on missing weights) before any worker starts
+        # One name per file however its folder was spelt (`clips` and `/home/me/clips`): the results hold
+        # these, so a resume from another working directory or spelling finds its work.
+        paths = list(dict.fromkeys(result_key(f) for f in files))
+        finished, failed_before = results.prepare(retry_failed, {results.key(p) for p in paths})
+        todo = [p for p in paths if results.key(p) not in finished and results.key(p) not in failed_before]
+        summary = BatchSummary(total=len(paths), skipped=len(paths) - len(todo))
+        if on_start:
+            on_start(summary)
+        started = time.perf_counter()
+        assembler = _Assembler(tagger, top_k, segments)
+
+        inference_errors: dict[int, str] = {}  # a file whose frames broke the model fails alone
+
+        def handle(message, current: dict) -> None:
+            kind, index = message[0], message[1]
+            path = todo[index]
+            if kind == "start":
+                current[message[2]] = index
+            elif kind == "thumbnails":
+                assembler.thumbnails[index] = message[2]
+            elif kind in ("frames", "audio"):
+                if index in inference_errors:
+                    return
+                try:
+                    (assembler.frames if kind == "frames" else assembler.log_mel)(index, message[2])
+                except Exception as exc:  # e.g. out of memory on one huge video: that file fails, not the batch
+                    inference_errors[index] = str(exc) if isinstance(exc, VtagError) else f"{path}: {type(exc).__name__}: {exc}"
+            elif kind in ("done", "error"):
+                error = inference_errors.pop(index, None) or (message[2] if kind == "error" else None)
+                prediction = None
+                if error is None:
+                    try:
+                        prediction, duration = assembler.finish(index, path, message[2])
+                        summary.video_seconds += duration
+                    except VtagError as exc:
+                        error = str(exc)
+                assembler.drop(index)
+                record(path, prediction, error)
+                for pid, i in list(current.items()):
+                    if i == index:
+                        del current[pid]
+
+        def record(path: str, prediction, error: str | None, seconds: float = 0.0) -> None:
+            results.append(prediction_line(prediction, path, error, results.format))
+            if error is None:
+                summary.done += 1
+                summary.video_seconds += seconds
+            else:
+                summary.failed += 1
+                summary.failures.append((path, error))
+            if on_file:
+                on_file(path, error, summary)
+
+        try:
+            if results_from is not None and todo:
+                for index, prediction, error, seconds in results_from(todo, tagger):
+                    record(todo[index], prediction, error, seconds)
+            elif workers <= 0:
+                current: dict = {}
+                for index, path in enumerate(todo):
+                    for message in _safe_messages(index, path, max_frames, keep_thumbnails):
+                        handle(message, current)
+            else:
+                _run_with_workers(todo, workers, max_frames, handle, record, keep_thumbnails)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        summary.elapsed_s = time.perf_counter() - started
+        return summary
+    finally:
+        lock.release()
 
 
 def _run_with_workers(todo: list[str], workers: int, max_frames: int, handle, record, thumbnails: int = 0) -> None:

@@ -194,6 +194,56 @@ class ResultsFile:
             raise write_problem(self.path, exc) from None
 
 
+class OutputLock:
+    """An exclusive lock on a results file for one `vtag batch` run: an flock on `.NAME.lock` beside it
+    (the results file itself is replaced by rename on --retry-failed, so it cannot carry the lock), with
+    the holder's pid in it for the message. The kernel drops an flock when its holder dies, however it
+    dies, so a killed run never leaves the output locked. Without fcntl (Windows) there is no lock."""
+
+    def __init__(self, results: Path):
+        self.results = Path(results)
+        self.path = self.results.with_name(f".{self.results.name}.lock")
+        self.fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:
+            return
+        try:
+            while self.fd is None:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.read(fd, 32).decode("ascii", "replace").strip()
+                    os.close(fd)
+                    who = f" (pid {holder})" if holder.isdigit() else ""
+                    raise VtagError(f"{self.results} is being written by another vtag batch{who}: wait for it to "
+                                    "finish, or give -o another file") from None
+                # The last holder removes the file as it lets go: if it did so after we opened it, we
+                # hold a lock on a file nobody else sees, so lock the one now on disk instead.
+                try:
+                    same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    self.fd = fd
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                else:
+                    os.close(fd)
+        except OSError as exc:
+            raise write_problem(self.results, exc) from None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.unlink(self.path)  # while still locked: a waiting run then finds the file gone
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+
+
 def prediction_line(prediction: Prediction | None, path: str, error: str | None, fmt: str) -> str:
     """One record of `vtag batch` for one file: JSONL or CSV, valid UTF-8 whatever the file's name."""
     if fmt == "jsonl":
