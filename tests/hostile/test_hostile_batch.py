@@ -183,3 +183,68 @@ def test_a_second_batch_on_the_same_output_refuses_in_one_line(tmp_path, tiny_mo
     records = _results_records(out, "jsonl")
     assert sorted(Path(r["path"]).name for r in records) == names  # each file once
     assert not list(tmp_path.glob(".results.jsonl.lock")), "the lock outlived its run"
+
+
+@pytest.mark.parametrize("recursive", [False, True])
+def test_symlink_loops_in_the_folder_fail_alone(tmp_path, tiny_model, recursive):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    make_media(folder / "good.mp4", duration_s=1.0, audio=False)
+    (folder / "loop.mp4").symlink_to("loop.mp4")
+    (folder / "dirloop").symlink_to("dirloop")
+    out = tmp_path / "results.jsonl"
+    summary = _batch([folder], out, tiny_model, recursive=recursive)
+    assert (summary.done, summary.failed) == (1, 1)
+    (error,) = [r["error"] for r in _results_records(out, "jsonl") if "error" in r]
+    assert "loop.mp4" in error and "symbolic links" in error and "\n" not in error
+
+
+def test_a_folder_that_is_a_symlink_loop_is_one_line(tmp_path, tiny_model):
+    from vtag.errors import VtagError
+
+    (tmp_path / "self").symlink_to("self")
+    with pytest.raises(VtagError, match="symbolic links") as info:
+        _batch([tmp_path / "self"], tmp_path / "results.jsonl", tiny_model)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EROFS"])
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_full_or_read_only_disk_is_one_line_and_loses_nothing(tmp_path, tiny_model, monkeypatch, code, fmt):
+    import errno
+
+    from vtag.errors import VtagError
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        make_media(folder / name, duration_s=1.0, audio=False)
+    out = tmp_path / f"results.{fmt}"
+    number = getattr(errno, code)
+    if code == "ENOSPC":  # the disk fills up while results are appended
+        real_write = os.write
+
+        def write(fd, data):
+            if b"b.mp4" in bytes(data):
+                raise OSError(number, os.strerror(number))
+            return real_write(fd, data)
+
+        monkeypatch.setattr(os, "write", write)
+    else:  # the output's disk is mounted read-only (root ignores a chmod, so the open is made to fail)
+        real_open = os.open
+
+        def open_(path, flags, *args, **kwargs):
+            if os.fspath(path).startswith(os.fspath(tmp_path / ".results")) or os.fspath(path).startswith(os.fspath(out)):
+                raise OSError(number, os.strerror(number), os.fspath(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", open_)
+    with pytest.raises(VtagError) as info:
+        _batch([folder], out, tiny_model)
+    message = str(info.value)
+    assert str(out) in message and os.strerror(number) in message and "\n" not in message
+    monkeypatch.undo()
+    again = _batch([folder], out, tiny_model)
+    records = _results_records(out, fmt)
+    assert sorted(Path(r["path"]).name for r in records) == ["a.mp4", "b.mp4"]
+    assert all("error" not in r for r in records) and again.failed == 0

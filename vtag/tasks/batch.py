@@ -17,6 +17,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -64,23 +65,38 @@ def find_media(folders: Iterable[str | Path], recursive: bool = False,
             roots.update((u, prefix) for u in urls if u != str(raw) and u.startswith(prefix))
             continue
         root = Path(raw)
-        if root.is_file():
+        try:
+            is_dir = stat.S_ISDIR(os.stat(root).st_mode)
+        except FileNotFoundError:
+            raise VtagError(f"{root}: no such folder") from None
+        except OSError as exc:  # a symlink loop (ELOOP), no permission, ...
+            raise VtagError(f"{root}: cannot open it: {exc.strerror or exc}") from None
+        if not is_dir:
             found.append(root)
             continue
         before = len(found)
-        if not root.is_dir():
-            raise VtagError(f"{root}: no such folder")
         if recursive:
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 found.extend(Path(dirpath, name) for name in filenames if Path(name).suffix.lower() in MEDIA_SUFFIXES)
         else:
-            with os.scandir(root) as entries:
-                found.extend(
-                    Path(e.path) for e in entries if e.is_file() and Path(e.name).suffix.lower() in MEDIA_SUFFIXES
-                )
+            try:
+                with os.scandir(root) as entries:
+                    found.extend(Path(e.path) for e in entries
+                                 if Path(e.name).suffix.lower() in MEDIA_SUFFIXES and _is_file_or_broken(e))
+            except OSError as exc:
+                raise VtagError(f"{root}: cannot list the folder: {exc.strerror or exc}") from None
         roots.update((str(p), str(root)) for p in found[before:])
     return sorted(set(found), key=str)
+
+
+def _is_file_or_broken(entry: os.DirEntry) -> bool:
+    """A file, or a media-named entry that cannot be looked at (a symlink loop): kept, so it is reported
+    as failed with its reason rather than silently left out (as os.walk's listing keeps it too)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
 
 
 # ---- decoding workers -----------------------------------------------------------------------------
@@ -92,7 +108,13 @@ def decode_messages(index: int, path: str, max_frames: int, thumbnails: int = 0)
     from vtag.features import media
     from vtag.features.thumbnails import ThumbnailKeeper
     from vtag.features.vggish import log_mel_examples
+    from vtag.io.remote import is_url
 
+    if not is_url(path):
+        try:
+            os.stat(path)
+        except OSError as exc:  # e.g. a symlink loop, which the decoder would call "no such file"
+            raise VtagError(f"{path}: cannot open it: {exc.strerror or exc}") from None
     info = media.probe(path)
     chunk: list[np.ndarray] = []
     if info.has_video:
