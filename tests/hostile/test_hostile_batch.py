@@ -123,7 +123,7 @@ def test_names_that_are_not_utf8_are_tagged_and_resume(tmp_path, tiny_model, fmt
     assert "broken.mp4" in by_ok[False]["error"]
     # the rerun finds both under the same names: nothing tagged again, nothing written twice
     again = _batch([folder], out, tiny_model)
-    assert (again.done, again.total - again.skipped) == (0, 0)
+    assert (again.done, again.skipped, again.failed_before) == (0, 1, 1)
     assert len(_results_records(out, fmt)) == 2
 
 
@@ -248,3 +248,19 @@ def test_a_full_or_read_only_disk_is_one_line_and_loses_nothing(tmp_path, tiny_m
     records = _results_records(out, fmt)
     assert sorted(Path(r["path"]).name for r in records) == ["a.mp4", "b.mp4"]
     assert all("error" not in r for r in records) and again.failed == 0
+
+
+def test_a_rerun_reports_files_that_failed_earlier_and_exits_1(tmp_path, tiny_model):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    make_media(folder / "good.mp4", duration_s=1.0, audio=False)
+    make_broken(folder / "text.mp4", "text")
+    out = tmp_path / "results.jsonl"
+    first = subprocess.run(_cli(folder, out, tiny_model), capture_output=True, text=True, timeout=300)
+    assert first.returncode == 1, first.stderr
+    rerun = subprocess.run(_cli(folder, out, tiny_model), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 1, rerun.stderr
+    stderr = " ".join(rerun.stderr.split())  # rich wraps long lines
+    assert "text.mp4" in stderr and "failed in an earlier run: rerun with --retry-failed" in stderr
+    assert "0 tagged, 1 failed, 1 already done (of 2)" in stderr
+    assert sorted(Path(r["path"]).name for r in _results_records(out, "jsonl")) == ["good.mp4", "text.mp4"]

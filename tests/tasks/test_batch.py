@@ -89,7 +89,7 @@ def test_every_bad_input_fails_alone_and_the_batch_goes_on(clips, tiny_model, tm
 
     # A rerun has nothing to do; --retry-failed retries failures without duplicating lines.
     again = run_batch([clips], out, workers=0, model=tiny_model, device="cpu", random_weights=True)
-    assert (again.skipped, again.done, again.failed) == (len(GOOD) + len(BAD), 0, 0)
+    assert (again.skipped, again.done, again.failed, again.failed_before) == (len(GOOD), 0, len(BAD), len(BAD))
     retried = run_batch([clips], out, workers=0, model=tiny_model, device="cpu", random_weights=True, retry_failed=True)
     assert (retried.skipped, retried.failed) == (len(GOOD), len(BAD))
     assert set(read_lines(out)) == set(GOOD) | set(BAD)

@@ -42,6 +42,7 @@ class BatchSummary:
     done: int = 0
     failed: int = 0
     skipped: int = 0  # finished in an earlier run
+    failed_before: int = 0  # failed in an earlier run and not retried (counted in `failed` too)
     video_seconds: float = 0.0
     elapsed_s: float = 0.0
     interrupted: bool = False
@@ -248,9 +249,18 @@ def run_batch(
         paths = list(dict.fromkeys(result_key(f) for f in files))
         finished, failed_before = results.prepare(retry_failed, {results.key(p) for p in paths})
         todo = [p for p in paths if results.key(p) not in finished and results.key(p) not in failed_before]
-        summary = BatchSummary(total=len(paths), skipped=len(paths) - len(todo))
+        earlier = [p for p in paths if results.key(p) in failed_before]
+        summary = BatchSummary(total=len(paths), skipped=len(paths) - len(todo) - len(earlier))
         if on_start:
             on_start(summary)
+        for path in earlier:
+            # Still failed: a rerun that called them "already done" would exit 0 over files with no tags.
+            error = f"{failed_before[results.key(path)]} (failed in an earlier run: rerun with --retry-failed)"
+            summary.failed += 1
+            summary.failed_before += 1
+            summary.failures.append((path, error))
+            if on_file:
+                on_file(path, error, summary)
         started = time.perf_counter()
         assembler = _Assembler(tagger, top_k, segments)
 
