@@ -264,3 +264,41 @@ def test_a_rerun_reports_files_that_failed_earlier_and_exits_1(tmp_path, tiny_mo
     assert "text.mp4" in stderr and "failed in an earlier run: rerun with --retry-failed" in stderr
     assert "0 tagged, 1 failed, 1 already done (of 2)" in stderr
     assert sorted(Path(r["path"]).name for r in _results_records(out, "jsonl")) == ["good.mp4", "text.mp4"]
+
+
+HOSTILE_IDS = ["a,b", 'say "hi"', "two\nlines", "cr\rhere", "=HYPERLINK(\"http://x\",\"y\")", "+1+2", "-3",
+               "@SUM(A1)", "'quoted", "plain"]
+
+
+def _formula_safe(cell: str) -> bool:
+    return not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def test_kaggle_rows_quote_and_neutralise_hostile_ids():
+    from vtag.tasks.classify import kaggle_rows
+
+    predictions = [Prediction(vid, [LabelScore(7, "x", 0.5)], "tiny", "/some/file.tfrecord") for vid in HOSTILE_IDS]
+    text = "".join(kaggle_rows(predictions))
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows[0] == ["VideoId", "LabelConfidencePairs"] and len(rows) == len(HOSTILE_IDS) + 1
+    for vid, (cell, pairs) in zip(HOSTILE_IDS, rows[1:]):
+        assert _formula_safe(cell), cell
+        assert cell == (vid if cell == vid else "'" + vid)  # the id itself, or it behind one quote
+        assert pairs == "7 0.500000"
+
+
+def test_batch_csv_cells_are_formula_safe_and_read_back(tmp_path):
+    out = tmp_path / "results.csv"
+    results = ResultsFile(out)
+    results.prepare(retry_failed=False)
+    for name in HOSTILE_IDS:
+        results.append(prediction_line(_prediction(name), name, None, "csv"))
+    failed = "=cmd|'/C calc'!A0.mp4"
+    results.append(prediction_line(None, failed, f"{failed}: not a video", "csv"))
+    rows = list(csv.reader(io.StringIO(out.read_bytes().decode("utf-8"), newline="")))[1:]
+    assert len(rows) == len(HOSTILE_IDS) + 1
+    assert all(_formula_safe(cell) for row in rows for cell in row), rows
+    finished, failed_before = ResultsFile(out).prepare(retry_failed=False)
+    key = ResultsFile(out).key
+    assert finished == {key(n) for n in HOSTILE_IDS}
+    assert failed_before == {key(failed): f"{failed}: not a video"}

@@ -203,8 +203,12 @@ def classify_paths(
 
 def kaggle_rows(predictions: Iterable[Prediction]) -> Iterator[str]:
     """Google's YT8M submission format: `VideoId,LabelConfidencePairs`, pairs by descending score."""
-    yield "VideoId,LabelConfidencePairs\n"
-    for p in predictions:
-        pairs = " ".join(f"{label.id} {label.score:.6f}" for label in p.labels)
-        video_id = p.source if p.source != p.path else Path(p.path).stem
-        yield f"{video_id},{pairs}\n"
+    from vtag.tasks.csv_output import kaggle_lines
+
+    def rows():
+        for p in predictions:
+            pairs = " ".join(f"{label.id} {label.score:.6f}" for label in p.labels)
+            yield (p.source if p.source != p.path else Path(p.path).stem), pairs
+
+    # through the csv module: an id with a comma, quote or newline is quoted, a formula one neutralised
+    yield from kaggle_lines(rows())

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from vtag.errors import VtagError
 from vtag.io.atomic import atomic_write_text
-from vtag.tasks.csv_output import csv_line
+from vtag.tasks.csv_output import csv_line, unneutralise
 
 if TYPE_CHECKING:
     from vtag.tasks.classify import Prediction
@@ -150,7 +150,8 @@ class ResultsFile:
                     continue
                 if len(row) != 3:
                     raise VtagError(f"{self.path}: line {number} is not a vtag results row (path,labels,error)")
-                entries.append(Entry(row[0], self.key(row[0]), not row[2], text, row[2]))
+                path, error = unneutralise(row[0]), unneutralise(row[2])
+                entries.append(Entry(path, self.key(path), not error, text, error))
         return entries
 
     def prepare(self, retry_failed: bool, keys: set[str] | None = None) -> tuple[set[str], dict[str, str]]:
