@@ -302,3 +302,60 @@ def test_batch_csv_cells_are_formula_safe_and_read_back(tmp_path):
     key = ResultsFile(out).key
     assert finished == {key(n) for n in HOSTILE_IDS}
     assert failed_before == {key(failed): f"{failed}: not a video"}
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) child processes of pid, from /proc (psutil may be absent)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (name) ": state, ppid, ...
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc (Linux)")
+def test_decode_workers_die_with_a_killed_batch(tmp_path, tiny_model):
+    import signal
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for i in range(6):
+        make_media(folder / f"c{i}.mp4", duration_s=3.0)
+    out = tmp_path / "results.jsonl"
+    command = _cli(folder, out, tiny_model)
+    command[command.index("--workers") + 1] = "2"
+    batch = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        # a result on disk: the workers are running their loop, not still starting
+        while time.time() < deadline and batch.poll() is None and (not out.exists() or not out.read_text()):
+            time.sleep(0.05)
+        workers = _children(batch.pid)
+        assert batch.poll() is None and len(workers) >= 2, "the batch ended before it could be killed"
+        batch.send_signal(signal.SIGKILL)
+        batch.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.1)
+        survivors = [pid for pid in workers if _alive(pid)]
+    finally:
+        for pid in _children(batch.pid) + locals().get("workers", []):
+            try:
+                os.kill(pid, signal.SIGKILL)  # only the processes this test started
+            except OSError:
+                pass
+    assert not survivors, f"decode workers {survivors} outlived their killed batch"

@@ -18,6 +18,7 @@ import os
 import queue
 import signal
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -147,8 +148,36 @@ def _safe_messages(index: int, path: str, max_frames: int, thumbnails: int = 0):
         yield ("error", index, f"{path}: {type(exc).__name__}: {exc}")
 
 
-def _worker_main(tasks, results, max_frames: int, thumbnails: int = 0) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Make this worker end when the batch process does, however it ends: a SIGKILLed parent runs no
+    cleanup, and its workers (hundreds of MB each) would decode on, or wait on a full queue, forever."""
+    watch = True
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            # PR_SET_PDEATHSIG (1): the kernel sends SIGKILL when the parent thread that started us dies
+            watch = libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
+    if watch:  # no prctl: look once a second instead
+        import threading
+
+        def check() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=check, daemon=True).start()
+
+
+def _worker_main(tasks, results, max_frames: int, thumbnails: int = 0, parent: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    if parent is not None:
+        _die_with_parent(parent)
     while (task := tasks.get()) is not None:
         index, path = task
         results.put(("start", index, os.getpid()))
@@ -336,7 +365,7 @@ def _run_with_workers(todo: list[str], workers: int, max_frames: int, handle, re
         tasks.put(None)
 
     def spawn():
-        p = ctx.Process(target=_worker_main, args=(tasks, results, max_frames, thumbnails), daemon=True)
+        p = ctx.Process(target=_worker_main, args=(tasks, results, max_frames, thumbnails, os.getpid()), daemon=True)
         p.start()
         return p
 
