@@ -359,3 +359,54 @@ def test_decode_workers_die_with_a_killed_batch(tmp_path, tiny_model):
             except OSError:
                 pass
     assert not survivors, f"decode workers {survivors} outlived their killed batch"
+
+
+PEAK_RSS = """
+import resource, sys
+import torch  # both modes pay for the imports a worker makes, so the difference is the frames held
+from vtag.features import inception, media, thumbnails, vggish
+from vtag.tasks.batch import decode_messages
+
+if sys.argv[2] == "decode":  # what decoding alone costs: the frames, dropped as they come
+    for frame in media.sample_frames_timed(sys.argv[1]):
+        pass
+else:  # what a batch decode worker sends for the file
+    for message in decode_messages(0, sys.argv[1], 300):
+        pass
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux only")
+def test_a_worker_holds_no_full_size_frames(tmp_path):
+    from vtag.tasks.batch import FRAMES_PER_CHUNK
+
+    clip = make_media(tmp_path / "big.mp4", duration_s=FRAMES_PER_CHUNK, fps=1, size=(3000, 3000), audio=False, crf=40)
+
+    def peak_mib(mode: str) -> float:
+        result = subprocess.run([sys.executable, "-c", PEAK_RSS, str(clip), mode], capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr
+        return int(result.stdout.split()[-1]) / 1024
+
+    extra = peak_mib("worker") - peak_mib("decode")
+    full_chunk = FRAMES_PER_CHUNK * 3000 * 3000 * 3 / 2**20  # 412 MiB of full-size frames
+    # A chunk of 299x299 float inputs is 16 MiB; the bound leaves room for allocator noise, far below
+    # the full-size chunk (and its np.stack copy) a worker used to hold.
+    assert extra < 0.4 * full_chunk, f"a decode worker holds {extra:.0f} MiB above decoding itself"
+
+
+def test_worker_preprocessed_frames_give_the_same_features(tmp_path):
+    import numpy as np
+
+    from vtag.features import media
+    from vtag.features.extract import FeatureExtractor
+    from vtag.tasks.batch import decode_messages
+
+    clip = make_media(tmp_path / "odd.mp4", duration_s=3.0, size=(321, 173), audio=False)
+    extractor = FeatureExtractor(random_weights=True, device="cpu")
+    chunks = [m[2] for m in decode_messages(0, str(clip), 300) if m[0] == "frames"]
+    in_batch = np.concatenate([extractor.preprocessed_features(c) for c in chunks])
+    direct = extractor.visual_features(media.sample_frames(clip))
+    assert in_batch.shape == direct.shape == (3, 1024)
+    np.testing.assert_array_equal(in_batch, direct)

@@ -172,14 +172,16 @@ def test_a_file_that_breaks_inference_fails_alone(tmp_path, tiny_model, monkeypa
     folder.mkdir()
     make_media(folder / "a.mp4", duration_s=1.0, audio=False)
     make_media(folder / "b_huge.mp4", duration_s=1.0, size=(160, 96), audio=False)
-    real = FeatureExtractor.visual_features
+    real = FeatureExtractor.preprocessed_features
+    calls = []
 
-    def visual_features(self, frames):
-        if frames.shape[2] == 160:
+    def preprocessed_features(self, inputs):
+        calls.append(len(inputs))
+        if len(calls) == 2:  # workers=0 tags in name order: the second file is b_huge.mp4
             raise MemoryError("simulated: out of memory")
-        return real(self, frames)
+        return real(self, inputs)
 
-    monkeypatch.setattr(FeatureExtractor, "visual_features", visual_features)
+    monkeypatch.setattr(FeatureExtractor, "preprocessed_features", preprocessed_features)
     out = tmp_path / "results.jsonl"
     summary = run_batch([folder], out, workers=0, model=tiny_model, device="cpu", random_weights=True)
     results = read_lines(out)

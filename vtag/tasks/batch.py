@@ -105,9 +105,13 @@ def _is_file_or_broken(entry: os.DirEntry) -> bool:
 
 
 def decode_messages(index: int, path: str, max_frames: int, thumbnails: int = 0):
-    """The messages a worker sends for one file: frame chunks, small thumbnails (when asked for),
+    """The messages a worker sends for one file: chunks of frames preprocessed for Inception (float32
+    [n, 3, 299, 299]), small thumbnails (when asked for),
     then log-mel examples, then done."""
+    import torch
+
     from vtag.features import media
+    from vtag.features.inception import preprocess_frames
     from vtag.features.thumbnails import ThumbnailKeeper
     from vtag.features.vggish import log_mel_examples
     from vtag.io.remote import is_url
@@ -122,9 +126,13 @@ def decode_messages(index: int, path: str, max_frames: int, thumbnails: int = 0)
     if info.has_video:
         keeper = ThumbnailKeeper(thumbnails) if thumbnails else None
         for frame in media.sample_frames_timed(path, max_frames=max_frames):
-            chunk.append(frame.rgb)
             if keeper is not None:
                 keeper.add(frame.time_s, frame.rgb)
+            # Each frame is cut to the network's 299x299 input before it is kept: a chunk of full
+            # frames of a 16000x16000 video would hold 12 GB; this holds 17 MB whatever the size.
+            with torch.inference_mode():
+                chunk.append(preprocess_frames(torch.from_numpy(frame.rgb)[None])[0].numpy())
+            del frame
             if len(chunk) == FRAMES_PER_CHUNK:
                 yield ("frames", index, np.stack(chunk))
                 chunk = []
@@ -197,8 +205,9 @@ class _Assembler:
         self.audio: dict[int, np.ndarray] = {}
         self.thumbnails: dict[int, list] = {}
 
-    def frames(self, index: int, frames: np.ndarray) -> None:
-        self.visual.setdefault(index, []).append(self.tagger.extractor.visual_features(frames))
+    def frames(self, index: int, inputs: np.ndarray) -> None:
+        """`inputs`: a chunk of decode_messages' preprocessed frames."""
+        self.visual.setdefault(index, []).append(self.tagger.extractor.preprocessed_features(inputs))
 
     def log_mel(self, index: int, examples: np.ndarray) -> None:
         self.audio[index] = self.tagger.extractor.audio_features(examples)
