@@ -183,6 +183,15 @@ class FeatureExtractor:
             out.append(self._inception_batch(torch.stack(pending)))
         return np.concatenate(out)
 
+    def preprocessed_features(self, inputs: np.ndarray) -> np.ndarray:
+        """Frames already through `inception.preprocess_frames` (float32 [B, 3, 299, 299]) -> float32
+        [B, 1024], as `visual_features` gives for the frames they came from."""
+        out = [np.zeros((0, 1024), np.float32)]
+        for start in range(0, len(inputs), self.batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(inputs[start:start + self.batch_size], np.float32))
+            out.append(self._inception_batch(chunk.to(self.device)))
+        return np.concatenate(out)
+
     def audio_features(self, examples: np.ndarray) -> np.ndarray:
         """log-mel examples [N, 96, 64] -> float32 [N, 128] (VGGish, then its PCA; not quantized)."""
         out = [np.zeros((0, 128), np.float32)]

@@ -80,6 +80,13 @@ def tf1_resize_bilinear(images: Tensor, size: int = INPUT_SIZE) -> Tensor:
     return top + (bottom - top) * w_r[:, None]
 
 
+def preprocess_frames(frames_uint8: Tensor) -> Tensor:
+    """The graph's input stage without the network: [B, H, W, 3] uint8 -> [B, 3, 299, 299] float in
+    about [-1, 1], on the frames' device (vtag batch runs it in its decode workers)."""
+    x = tf1_resize_bilinear(frames_uint8.permute(0, 3, 1, 2), INPUT_SIZE)
+    return (x - 128.0) / 128.0
+
+
 # ---- network --------------------------------------------------------------------------------------
 
 
@@ -244,8 +251,7 @@ class InceptionV3Pool3(nn.Module):
         if frames_uint8.ndim != 4 or frames_uint8.shape[-1] != 3:
             raise ValueError(f"expected frames [B, H, W, 3], got {tuple(frames_uint8.shape)}")
         device = self.Conv2d_1a_3x3.conv.weight.device
-        x = tf1_resize_bilinear(frames_uint8.to(device).permute(0, 3, 1, 2), INPUT_SIZE)
-        return (x - 128.0) / 128.0
+        return preprocess_frames(frames_uint8.to(device))
 
     def pool3(self, x: Tensor) -> Tensor:
         """Network from the preprocessed [B, 3, 299, 299] input to pool_3 [B, 2048]."""

@@ -39,8 +39,9 @@ def parse_shard(text: str) -> Shard:
 def shard_of(canonical_name: str, count: int) -> int:
     """The 1-based shard a canonical name belongs to: SHA-1 of its UTF-8 bytes, mod count. A
     cryptographic hash so that names differing in one character still spread evenly; Python's
-    hash() is salted per process and would split differently on every machine."""
-    digest = hashlib.sha1(canonical_name.encode("utf-8")).digest()
+    hash() is salted per process and would split differently on every machine. A name that is not
+    UTF-8 (lone surrogates from os.fsdecode) hashes as its bytes on disk, the same on every machine."""
+    digest = hashlib.sha1(canonical_name.encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(digest[:8], "big") % count + 1
 
 

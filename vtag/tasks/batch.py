@@ -5,19 +5,20 @@ FFmpeg, so a worker per file stream keeps both speed and isolation). Workers str
 small chunks and log-mel examples through a bounded queue, so memory does not grow with video length
 or worker count; the main process runs the extractors and the fusion model in batches on one device.
 
-The results file is the only state: one line per finished file, each written with a single
-`os.write` and fsynced, so Ctrl-C or a kill never leaves half a line we would trust. On resume a torn
-tail (a kill mid-write) is cut off, finished files are skipped, failed ones are retried only when asked,
-and their old error lines are removed first, so no file is duplicated or lost.
+The results file (vtag.tasks.results_file) is the only state: one record per finished file, fsynced.
+On resume a torn tail (a kill mid-write) is cut off, finished files are skipped, failed ones are
+retried only when asked, and their old error records are removed first, so no file is duplicated or
+lost.
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import queue
 import signal
+import stat
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vtag.tasks.classify import MEDIA_SUFFIXES, Tagger, csv_line, prediction_line
-from vtag.io.atomic import atomic_write_text
+from vtag.tasks.classify import MEDIA_SUFFIXES, Tagger
+from vtag.tasks.results_file import OutputLock, ResultsFile, prediction_line, result_key
 from vtag.errors import VtagError
+
+__all__ = ["BatchSummary", "ResultsFile", "find_media", "run_batch"]
 
 FRAMES_PER_CHUNK = 16
 THUMBNAILS_PER_FILE = 3  # the report shows the middle one; the worker sends these few small ones only
@@ -40,6 +43,7 @@ class BatchSummary:
     done: int = 0
     failed: int = 0
     skipped: int = 0  # finished in an earlier run
+    failed_before: int = 0  # failed in an earlier run and not retried (counted in `failed` too)
     video_seconds: float = 0.0
     elapsed_s: float = 0.0
     interrupted: bool = False
@@ -63,114 +67,72 @@ def find_media(folders: Iterable[str | Path], recursive: bool = False,
             roots.update((u, prefix) for u in urls if u != str(raw) and u.startswith(prefix))
             continue
         root = Path(raw)
-        if root.is_file():
+        try:
+            is_dir = stat.S_ISDIR(os.stat(root).st_mode)
+        except FileNotFoundError:
+            raise VtagError(f"{root}: no such folder") from None
+        except OSError as exc:  # a symlink loop (ELOOP), no permission, ...
+            raise VtagError(f"{root}: cannot open it: {exc.strerror or exc}") from None
+        if not is_dir:
             found.append(root)
             continue
         before = len(found)
-        if not root.is_dir():
-            raise VtagError(f"{root}: no such folder")
         if recursive:
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 found.extend(Path(dirpath, name) for name in filenames if Path(name).suffix.lower() in MEDIA_SUFFIXES)
         else:
-            with os.scandir(root) as entries:
-                found.extend(
-                    Path(e.path) for e in entries if e.is_file() and Path(e.name).suffix.lower() in MEDIA_SUFFIXES
-                )
+            try:
+                with os.scandir(root) as entries:
+                    found.extend(Path(e.path) for e in entries
+                                 if Path(e.name).suffix.lower() in MEDIA_SUFFIXES and _is_file_or_broken(e))
+            except OSError as exc:
+                raise VtagError(f"{root}: cannot list the folder: {exc.strerror or exc}") from None
         roots.update((str(p), str(root)) for p in found[before:])
     return sorted(set(found), key=str)
 
 
-class ResultsFile:
-    """Append-only JSONL or CSV results, read back for resuming."""
-
-    CSV_HEADER = ["path", "labels", "error"]
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        suffix = self.path.suffix.lower()
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            self.format = "jsonl"
-        elif suffix == ".csv":
-            self.format = "csv"
-        else:
-            raise VtagError(f"{self.path}: results must be a .jsonl or .csv file")
-
-    def _entries(self) -> list[tuple[str, bool, str]]:
-        """(path, ok, raw line) for each complete line; a torn last line is cut off the file."""
-        if not self.path.exists():
-            return []
-        data = self.path.read_bytes()
-        cut = data.rfind(b"\n") + 1
-        if cut != len(data):
-            with open(self.path, "r+b") as f:
-                f.truncate(cut)
-            data = data[:cut]
-        entries = []
-        lines = data.decode("utf-8").splitlines(keepends=True)
-        if self.format == "jsonl":
-            for number, line in enumerate(lines, 1):
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    raise VtagError(f"{self.path}: line {number} is not JSON: not a vtag results file?") from None
-                entries.append((entry["path"], "error" not in entry, line))
-        else:
-            import csv
-
-            for row, line in zip(csv.reader(lines), lines):
-                if row == self.CSV_HEADER:
-                    continue
-                entries.append((row[0], not row[2], line))
-        return entries
-
-    def prepare(self, retry_failed: bool) -> tuple[set[str], set[str]]:
-        """Returns (finished, failed) paths of earlier runs; with retry_failed, failed lines are removed
-        (atomically) so the retry's line is the only one for that file."""
-        entries = self._entries()
-        finished = {p for p, ok, _ in entries if ok}
-        failed = {p for p, ok, _ in entries if not ok} - finished
-        if retry_failed and failed:
-            keep = [line for p, _, line in entries if p not in failed]
-            header = [csv_line(self.CSV_HEADER)] if self.format == "csv" else []
-            atomic_write_text(self.path, header + keep)
-            failed = set()
-        if self.format == "csv" and not self.path.exists():
-            atomic_write_text(self.path, [csv_line(self.CSV_HEADER)])
-        return finished, failed
-
-    def append(self, line: str) -> None:
-        data = line.encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            # One write call per line: appends of this size are not interleaved or split by a signal.
-            written = os.write(fd, data)
-            if written != len(data):
-                raise VtagError(f"{self.path}: short write ({written} of {len(data)} bytes): disk full?")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _is_file_or_broken(entry: os.DirEntry) -> bool:
+    """A file, or a media-named entry that cannot be looked at (a symlink loop): kept, so it is reported
+    as failed with its reason rather than silently left out (as os.walk's listing keeps it too)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
 
 
 # ---- decoding workers -----------------------------------------------------------------------------
 
 
 def decode_messages(index: int, path: str, max_frames: int, thumbnails: int = 0):
-    """The messages a worker sends for one file: frame chunks, small thumbnails (when asked for),
+    """The messages a worker sends for one file: chunks of frames preprocessed for Inception (float32
+    [n, 3, 299, 299]), small thumbnails (when asked for),
     then log-mel examples, then done."""
+    import torch
+
     from vtag.features import media
+    from vtag.features.inception import preprocess_frames
     from vtag.features.thumbnails import ThumbnailKeeper
     from vtag.features.vggish import log_mel_examples
+    from vtag.io.remote import is_url
 
+    if not is_url(path):
+        try:
+            os.stat(path)
+        except OSError as exc:  # e.g. a symlink loop, which the decoder would call "no such file"
+            raise VtagError(f"{path}: cannot open it: {exc.strerror or exc}") from None
     info = media.probe(path)
     chunk: list[np.ndarray] = []
     if info.has_video:
         keeper = ThumbnailKeeper(thumbnails) if thumbnails else None
         for frame in media.sample_frames_timed(path, max_frames=max_frames):
-            chunk.append(frame.rgb)
             if keeper is not None:
                 keeper.add(frame.time_s, frame.rgb)
+            # Each frame is cut to the network's 299x299 input before it is kept: a chunk of full
+            # frames of a 16000x16000 video would hold 12 GB; this holds 17 MB whatever the size.
+            with torch.inference_mode():
+                chunk.append(preprocess_frames(torch.from_numpy(frame.rgb)[None])[0].numpy())
+            del frame
             if len(chunk) == FRAMES_PER_CHUNK:
                 yield ("frames", index, np.stack(chunk))
                 chunk = []
@@ -194,8 +156,36 @@ def _safe_messages(index: int, path: str, max_frames: int, thumbnails: int = 0):
         yield ("error", index, f"{path}: {type(exc).__name__}: {exc}")
 
 
-def _worker_main(tasks, results, max_frames: int, thumbnails: int = 0) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Make this worker end when the batch process does, however it ends: a SIGKILLed parent runs no
+    cleanup, and its workers (hundreds of MB each) would decode on, or wait on a full queue, forever."""
+    watch = True
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            # PR_SET_PDEATHSIG (1): the kernel sends SIGKILL when the parent thread that started us dies
+            watch = libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
+    if watch:  # no prctl: look once a second instead
+        import threading
+
+        def check() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=check, daemon=True).start()
+
+
+def _worker_main(tasks, results, max_frames: int, thumbnails: int = 0, parent: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    if parent is not None:
+        _die_with_parent(parent)
     while (task := tasks.get()) is not None:
         index, path = task
         results.put(("start", index, os.getpid()))
@@ -215,8 +205,9 @@ class _Assembler:
         self.audio: dict[int, np.ndarray] = {}
         self.thumbnails: dict[int, list] = {}
 
-    def frames(self, index: int, frames: np.ndarray) -> None:
-        self.visual.setdefault(index, []).append(self.tagger.extractor.visual_features(frames))
+    def frames(self, index: int, inputs: np.ndarray) -> None:
+        """`inputs`: a chunk of decode_messages' preprocessed frames."""
+        self.visual.setdefault(index, []).append(self.tagger.extractor.preprocessed_features(inputs))
 
     def log_mel(self, index: int, examples: np.ndarray) -> None:
         self.audio[index] = self.tagger.extractor.audio_features(examples)
@@ -281,81 +272,97 @@ def run_batch(
     if runtime != "torch" and results_from is not None:
         raise VtagError(f"--runtime {runtime} is not available with --ray yet: the Ray actors score with PyTorch")
     keep_thumbnails = THUMBNAILS_PER_FILE if thumbnails else 0
-    roots: dict[str, str] = {}
-    files = find_media(folders, recursive, roots)
-    if not files:
-        raise VtagError(f"no video or audio files found in {', '.join(map(str, folders))}" + ("" if recursive else " (add --recursive for subfolders)"))
-    if shard is not None:
-        names = [str(f) for f in files]
-        chosen = set(select_shard(names, canonical_names(names, roots), parse_shard(shard)))
-        files = [f for f in files if str(f) in chosen]
-    tagger = Tagger(model, device=device, random_weights=random_weights, runtime=runtime, vocabulary=vocabulary)
-    tagger.extractor  # load (or fail on missing weights) before any worker starts
-    finished, failed_before = results.prepare(retry_failed)
-    todo = [str(p) for p in files if str(p) not in finished and str(p) not in failed_before]
-    summary = BatchSummary(total=len(files), skipped=len(files) - len(todo))
-    if on_start:
-        on_start(summary)
-    started = time.perf_counter()
-    assembler = _Assembler(tagger, top_k, segments)
-
-    inference_errors: dict[int, str] = {}  # a file whose frames broke the model fails alone
-
-    def handle(message, current: dict) -> None:
-        kind, index = message[0], message[1]
-        path = todo[index]
-        if kind == "start":
-            current[message[2]] = index
-        elif kind == "thumbnails":
-            assembler.thumbnails[index] = message[2]
-        elif kind in ("frames", "audio"):
-            if index in inference_errors:
-                return
-            try:
-                (assembler.frames if kind == "frames" else assembler.log_mel)(index, message[2])
-            except Exception as exc:  # e.g. out of memory on one huge video: that file fails, not the batch
-                inference_errors[index] = str(exc) if isinstance(exc, VtagError) else f"{path}: {type(exc).__name__}: {exc}"
-        elif kind in ("done", "error"):
-            error = inference_errors.pop(index, None) or (message[2] if kind == "error" else None)
-            prediction = None
-            if error is None:
-                try:
-                    prediction, duration = assembler.finish(index, path, message[2])
-                    summary.video_seconds += duration
-                except VtagError as exc:
-                    error = str(exc)
-            assembler.drop(index)
-            record(path, prediction, error)
-            for pid, i in list(current.items()):
-                if i == index:
-                    del current[pid]
-
-    def record(path: str, prediction, error: str | None, seconds: float = 0.0) -> None:
-        results.append(prediction_line(prediction, path, error, results.format))
-        if error is None:
-            summary.done += 1
-            summary.video_seconds += seconds
-        else:
-            summary.failed += 1
-            summary.failures.append((path, error))
-        if on_file:
-            on_file(path, error, summary)
-
+    lock = OutputLock(results.path)  # a second batch on this output refuses instead of tagging all again
     try:
-        if results_from is not None and todo:
-            for index, prediction, error, seconds in results_from(todo, tagger):
-                record(todo[index], prediction, error, seconds)
-        elif workers <= 0:
-            current: dict = {}
-            for index, path in enumerate(todo):
-                for message in _safe_messages(index, path, max_frames, keep_thumbnails):
-                    handle(message, current)
-        else:
-            _run_with_workers(todo, workers, max_frames, handle, record, keep_thumbnails)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    summary.elapsed_s = time.perf_counter() - started
-    return summary
+        roots: dict[str, str] = {}
+        files = find_media(folders, recursive, roots)
+        if not files:
+            raise VtagError(f"no video or audio files found in {', '.join(map(str, folders))}" + ("" if recursive else " (add --recursive for subfolders)"))
+        if shard is not None:
+            names = [str(f) for f in files]
+            chosen = set(select_shard(names, canonical_names(names, roots), parse_shard(shard)))
+            files = [f for f in files if str(f) in chosen]
+        tagger = Tagger(model, device=device, random_weights=random_weights, runtime=runtime, vocabulary=vocabulary)
+        tagger.extractor  # load (or fail on missing weights) before any worker starts
+        # One name per file however its folder was spelt (`clips` and `/home/me/clips`): the results hold
+        # these, so a resume from another working directory or spelling finds its work.
+        paths = list(dict.fromkeys(result_key(f) for f in files))
+        finished, failed_before = results.prepare(retry_failed, {results.key(p) for p in paths})
+        todo = [p for p in paths if results.key(p) not in finished and results.key(p) not in failed_before]
+        earlier = [p for p in paths if results.key(p) in failed_before]
+        summary = BatchSummary(total=len(paths), skipped=len(paths) - len(todo) - len(earlier))
+        if on_start:
+            on_start(summary)
+        for path in earlier:
+            # Still failed: a rerun that called them "already done" would exit 0 over files with no tags.
+            error = f"{failed_before[results.key(path)]} (failed in an earlier run: rerun with --retry-failed)"
+            summary.failed += 1
+            summary.failed_before += 1
+            summary.failures.append((path, error))
+            if on_file:
+                on_file(path, error, summary)
+        started = time.perf_counter()
+        assembler = _Assembler(tagger, top_k, segments)
+
+        inference_errors: dict[int, str] = {}  # a file whose frames broke the model fails alone
+
+        def handle(message, current: dict) -> None:
+            kind, index = message[0], message[1]
+            path = todo[index]
+            if kind == "start":
+                current[message[2]] = index
+            elif kind == "thumbnails":
+                assembler.thumbnails[index] = message[2]
+            elif kind in ("frames", "audio"):
+                if index in inference_errors:
+                    return
+                try:
+                    (assembler.frames if kind == "frames" else assembler.log_mel)(index, message[2])
+                except Exception as exc:  # e.g. out of memory on one huge video: that file fails, not the batch
+                    inference_errors[index] = str(exc) if isinstance(exc, VtagError) else f"{path}: {type(exc).__name__}: {exc}"
+            elif kind in ("done", "error"):
+                error = inference_errors.pop(index, None) or (message[2] if kind == "error" else None)
+                prediction = None
+                if error is None:
+                    try:
+                        prediction, duration = assembler.finish(index, path, message[2])
+                        summary.video_seconds += duration
+                    except VtagError as exc:
+                        error = str(exc)
+                assembler.drop(index)
+                record(path, prediction, error)
+                for pid, i in list(current.items()):
+                    if i == index:
+                        del current[pid]
+
+        def record(path: str, prediction, error: str | None, seconds: float = 0.0) -> None:
+            results.append(prediction_line(prediction, path, error, results.format))
+            if error is None:
+                summary.done += 1
+                summary.video_seconds += seconds
+            else:
+                summary.failed += 1
+                summary.failures.append((path, error))
+            if on_file:
+                on_file(path, error, summary)
+
+        try:
+            if results_from is not None and todo:
+                for index, prediction, error, seconds in results_from(todo, tagger):
+                    record(todo[index], prediction, error, seconds)
+            elif workers <= 0:
+                current: dict = {}
+                for index, path in enumerate(todo):
+                    for message in _safe_messages(index, path, max_frames, keep_thumbnails):
+                        handle(message, current)
+            else:
+                _run_with_workers(todo, workers, max_frames, handle, record, keep_thumbnails)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        summary.elapsed_s = time.perf_counter() - started
+        return summary
+    finally:
+        lock.release()
 
 
 def _run_with_workers(todo: list[str], workers: int, max_frames: int, handle, record, thumbnails: int = 0) -> None:
@@ -369,7 +376,7 @@ def _run_with_workers(todo: list[str], workers: int, max_frames: int, handle, re
         tasks.put(None)
 
     def spawn():
-        p = ctx.Process(target=_worker_main, args=(tasks, results, max_frames, thumbnails), daemon=True)
+        p = ctx.Process(target=_worker_main, args=(tasks, results, max_frames, thumbnails, os.getpid()), daemon=True)
         p.start()
         return p
 

@@ -3,7 +3,9 @@ leaves the old checkpoint or the new one, never half of one; optimizer state as 
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -19,6 +21,7 @@ def write_checkpoint(target: Path, write: Callable[[Path], None]) -> None:
     """Write a checkpoint folder next to `target`, then swap it in: a crash leaves the old or the new
     folder, never half of one (`target.old` is the fallback while the swap runs)."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         write(tmp)
@@ -43,6 +46,16 @@ def link_model_files(source: Path, folder: Path) -> None:
             os.link(path, folder / path.name)
         except OSError:
             shutil.copy2(path, folder / path.name)
+
+
+def remove_stale_temps(target: Path) -> None:
+    """Remove the temp folders (`.last.k3j9x_0q`) that runs killed mid-save left beside `target`.
+    One process saves a run's checkpoints (rank 0), so any such folder is an earlier run's; only names
+    tempfile.mkdtemp makes for this target are touched."""
+    pattern = re.compile(re.escape(f".{target.name}.") + r"[a-z0-9_]{8}")
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        if pattern.fullmatch(stale.name) and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:

@@ -7,9 +7,6 @@ folders, resumably, with decoding in worker processes (see `vtag.tasks.batch`).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -265,31 +262,12 @@ def classify_paths(
 
 def kaggle_rows(predictions: Iterable[Prediction]) -> Iterator[str]:
     """Google's YT8M submission format: `VideoId,LabelConfidencePairs`, pairs by descending score."""
-    yield "VideoId,LabelConfidencePairs\n"
-    for p in predictions:
-        pairs = " ".join(f"{label.id} {label.score:.6f}" for label in p.labels)
-        video_id = p.source if p.source != p.path else Path(p.path).stem
-        yield f"{video_id},{pairs}\n"
+    from vtag.tasks.csv_output import kaggle_lines
 
+    def rows():
+        for p in predictions:
+            pairs = " ".join(f"{label.id} {label.score:.6f}" for label in p.labels)
+            yield (p.source if p.source != p.path else Path(p.path).stem), pairs
 
-def csv_line(values: list) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue()
-
-
-def prediction_line(prediction: Prediction | None, path: str, error: str | None, fmt: str) -> str:
-    """One output line of `vtag batch` for one file: JSONL or CSV."""
-    if fmt == "jsonl":
-        if error is not None:
-            return json.dumps({"path": path, "error": error}, ensure_ascii=False) + "\n"
-        entry = {"path": path, **{k: v for k, v in prediction.to_json().items() if k not in ("source", "path")}}
-        if prediction.thumbnails:  # the keyframe the HTML report shows, inline (a few KB)
-            from vtag.features.thumbnails import keyframe_uri
-
-            entry["thumbnail"] = keyframe_uri(prediction.thumbnails)
-        return json.dumps(entry, ensure_ascii=False) + "\n"
-    if error is not None:
-        return csv_line([path, "", error])
-    labels = "; ".join(f"{label.name} ({label.id})={label.score:.4f}" for label in prediction.labels)
-    return csv_line([path, labels, ""])
+    # through the csv module: an id with a comma, quote or newline is quoted, a formula one neutralised
+    yield from kaggle_lines(rows())

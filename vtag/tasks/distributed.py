@@ -130,7 +130,7 @@ class FileWorker:
                 visual, audio, done = [], None, None
                 for kind, _, payload in messages:
                     if kind == "frames":
-                        visual.append(self.extractor.visual_features(payload))
+                        visual.append(self.extractor.preprocessed_features(payload))
                     elif kind == "audio":
                         audio = self.extractor.audio_features(payload)
                     elif kind == "done":

@@ -28,8 +28,8 @@ def merge_results(output: str | Path, parts: Sequence[str | Path], expected: Ite
     """Write every line of `parts` into `output` (atomically), refusing a path found in two parts or
     twice in one. All parts must have the output's format (JSONL or CSV)."""
     from vtag.io.atomic import atomic_write_text
-    from vtag.tasks.batch import ResultsFile
-    from vtag.tasks.classify import csv_line
+    from vtag.tasks.csv_output import csv_line
+    from vtag.tasks.results_file import ResultsFile
 
     out = ResultsFile(output)
     if not parts:
@@ -46,17 +46,18 @@ def merge_results(output: str | Path, parts: Sequence[str | Path], expected: Ite
         if part.format != out.format:
             raise VtagError(f"{part.path}: is {part.format.upper()} but {out.path} is {out.format.upper()}; "
                             "merge parts of one format")
-        for path, ok, line in part._entries():
-            if path in seen:
-                where = "twice in" if seen[path] == part.path else f"in both {seen[path]} and"
-                raise VtagError(f"{path}: appears {where} {part.path}: the parts overlap "
+        for entry in part._entries():
+            # by key: the same file under two spellings of its folder is still one file
+            if entry.key in seen:
+                where = "twice in" if seen[entry.key] == part.path else f"in both {seen[entry.key]} and"
+                raise VtagError(f"{entry.path}: appears {where} {part.path}: the parts overlap "
                                 "(were they made with different --shard splits?)")
-            seen[path] = part.path
-            lines.append(line)
-            if not ok:
-                summary.failed.append(path)
+            seen[entry.key] = part.path
+            lines.append(entry.text)
+            if not entry.ok:
+                summary.failed.append(entry.path)
     if expected is not None:
-        summary.missing = sorted(set(expected) - set(seen))
+        summary.missing = sorted(name for name in set(expected) if out.key(name) not in seen)
     summary.files = len(lines)
     header = [csv_line(ResultsFile.CSV_HEADER)] if out.format == "csv" else []
     atomic_write_text(out.path, header + lines)
