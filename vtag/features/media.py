@@ -29,7 +29,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -198,7 +198,8 @@ def sample_frames(path: str | Path, *, every_ms: float = YT8M_EVERY_MS,
 
 def sample_frames_timed(path: str | Path, *, every_ms: float = YT8M_EVERY_MS,
                         max_frames: int | None = YT8M_MAX_FRAMES, threads: bool = True,
-                        decode_all: bool = False) -> Iterator[SampledFrame]:
+                        decode_all: bool = False,
+                        on_plan: Callable[[int], None] | None = None) -> Iterator[SampledFrame]:
     """Yield the frames YT8M's extractor would keep, upright, as RGB, one at a time.
 
     Streams: nothing but the current frame is held, so memory does not grow with the video. The
@@ -207,7 +208,8 @@ def sample_frames_timed(path: str | Path, *, every_ms: float = YT8M_EVERY_MS,
     skip every non-reference frame that is not kept (`skip_frame`), so only the kept frames and the
     frames they are predicted from are decoded, and only the kept ones converted to RGB. The kept
     frames are bit for bit those of decoding everything (`decode_all=True`, the plain loop, which is
-    also what URLs and files whose timestamps cannot predict the decoder's order get). Raises
+    also what URLs and files whose timestamps cannot predict the decoder's order get). When the
+    frames are planned, `on_plan(count)` hears how many will come before any is decoded. Raises
     VtagError naming the file when it has no video track, cannot be decoded, or ends (truncated)
     well before the duration its header declares."""
     container = _open(path)
@@ -231,6 +233,8 @@ def sample_frames_timed(path: str | Path, *, every_ms: float = YT8M_EVERY_MS,
         stream = container.streams.video[0]
         if threads:
             _set_threads(stream)
+        if plan is not None and on_plan is not None:
+            on_plan(len(plan.kept))
         if plan is None:
             yield from _decode_every_frame(path, container, stream, every_ms, max_frames)
             return
