@@ -71,6 +71,7 @@ def make_media(
     audio_offset_s: float = 0.0,
     crf: int | None = None,
     video_options: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,
 ) -> Path:
     """Write a test clip. `size=None` makes an audio-only file; `audio=False` a video-only one.
     `frame_times` (seconds, increasing) gives a variable-frame-rate clip and overrides fps/duration
@@ -78,12 +79,13 @@ def make_media(
     display matrix (mp4/mov). `audio_offset_s` starts the audio track that much after the video
     (timestamps, not silence: use mkv, whose timestamps are kept as written). `video_options` go to
     the encoder over the defaults (e.g. {"x264-params": "bframes=3:open-gop=1"}: the ultrafast preset
-    alone writes no B-frames). Returns the path."""
+    alone writes no B-frames); `container_options` to the muxer (e.g. {"movflags": "faststart"}: the
+    mp4 index first, as web videos have it). Returns the path."""
     path = Path(path)
     suffix = path.suffix.lower()
     if size is None and not audio:
         raise ValueError("a clip needs video or audio")
-    container = av.open(str(path), "w")
+    container = av.open(str(path), "w", options=container_options or {})
     try:
         vstream = astream = None
         if size is not None:
