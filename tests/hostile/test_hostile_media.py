@@ -110,6 +110,37 @@ def test_long_silent_audio_reads_only_what_is_used(tmp_path):
     assert path.stat().st_size < 8 * 2**20
     baseline = _peak_rss_of(AUDIO_CHILD, str(path), "imports only")
     run = _peak_rss_of(AUDIO_CHILD, str(path), "read")
-    assert run["samples"] == 301 * 16000 and run["examples"] == 300
+    assert run["samples"] == 301 * 16000 and run["examples"] == 301
     # 301 s of float64 samples and their STFT are ~250 MB at most; the whole hour would be GBs.
     assert run["hwm_mb"] - baseline["hwm_mb"] < 400, (run, baseline)
+
+
+def test_decode_threads_follow_the_frame_size_not_the_cores():
+    assert media.decode_threads(1280, 720, cores=16) == 16  # small frames: the threads FFmpeg would use
+    assert media.decode_threads(1280, 720, cores=2) == 3
+    assert media.decode_threads(16000, 16000, cores=16) == 1  # 384 MB a frame: no frames in flight
+    big = media.decode_threads(7680, 4320, cores=64)
+    assert big * 7680 * 4320 * 3 // 2 <= media.FRAME_THREADS_BUDGET
+
+
+FRAMES_CHILD = """
+from vtag.features.extract import FeatureExtractor
+fx = FeatureExtractor(random_weights=True)
+t = time.perf_counter()
+f = fx.extract(sys.argv[1]) if sys.argv[2] == "extract" else None
+result = {"seconds": time.perf_counter() - t, "rows": f.num_frames if f else 0}
+"""
+
+
+@needs_proc
+def test_huge_frames_use_memory_for_one_frame_at_a_time(tmp_path):
+    # 6000x6000: 54 MB a decoded frame, 108 MB as RGB. Frames are converted and resized one at a
+    # time and the decoder's threads are bounded by frame size, so the extraction holds a few
+    # frames' worth, never one per core or per kept frame.
+    path = make_media(tmp_path / "huge.mkv", size=(6000, 6000), duration_s=2.0, fps=2, audio=False, crf=40)
+    small = make_media(tmp_path / "small.mkv", size=(96, 64), duration_s=2.0, fps=2, audio=False)
+    baseline = _peak_rss_of(FRAMES_CHILD, str(small), "extract")  # the networks' own working memory
+    run = _peak_rss_of(FRAMES_CHILD, str(path), "extract")
+    assert run["rows"] == 2
+    rgb_mb = 6000 * 6000 * 3 / 2**20
+    assert run["hwm_mb"] - baseline["hwm_mb"] < 6 * rgb_mb, (run, baseline)

@@ -258,20 +258,30 @@ def sample_frames_timed(path: str | Path, *, every_ms: float = YT8M_EVERY_MS,
         container.close()
 
 
-# Decoded frames the decoder may hold at once (frame threads each keep frames in flight): past
-# this many bytes per frame, threads share one frame (slice threads) so memory follows the frame
-# size, not the core count.
-FRAME_THREADS_BUDGET = 512 * 2**20
+# Bytes of decoded frames the decoder's threads may hold between them. Each frame thread keeps a
+# frame in flight (an FFmpeg default of cores + 1 threads): at 16000x16000 that is 384 MB a thread,
+# so the thread count follows the frame size, not the core count.
+FRAME_THREADS_BUDGET = 128 * 2**20
+
+
+def decode_threads(width: int, height: int, cores: int | None = None) -> int:
+    """Frame threads for a video of this size: FFmpeg's cores + 1, fewer when their frames would pass
+    FRAME_THREADS_BUDGET (1 means no frame threads)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    frame_bytes = max(1, width * height * 3 // 2)  # yuv420p
+    return max(1, min(cores + 1, 16, FRAME_THREADS_BUDGET // frame_bytes))
 
 
 def _set_threads(stream) -> None:
-    cc = stream.codec_context
-    frame_bytes = (cc.width or 0) * (cc.height or 0) * 3 // 2
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if frame_bytes * (cores + 1) <= FRAME_THREADS_BUDGET:
+    codec = stream.codec_context
+    threads = decode_threads(codec.width or 0, codec.height or 0)
+    if threads > 1:
+        codec.thread_count = threads
         stream.thread_type = "AUTO"  # frame + slice threads: the decode is the other half of the work
     else:
-        stream.thread_type = "SLICE"
+        codec.thread_count = 0
+        stream.thread_type = "SLICE"  # threads inside one frame only: no frames held in flight
 
 
 def _frame_time_ms(frame, start_pts: int, time_base, index: int, fps: float | None, previous_ms: float) -> float:
