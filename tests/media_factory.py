@@ -70,17 +70,22 @@ def make_media(
     tone_hz: float = 440.0,
     audio_offset_s: float = 0.0,
     crf: int | None = None,
+    video_options: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,
 ) -> Path:
     """Write a test clip. `size=None` makes an audio-only file; `audio=False` a video-only one.
     `frame_times` (seconds, increasing) gives a variable-frame-rate clip and overrides fps/duration
     for the video track. `rotation` (degrees counter-clockwise, multiple of 90) is written as a
     display matrix (mp4/mov). `audio_offset_s` starts the audio track that much after the video
-    (timestamps, not silence: use mkv, whose timestamps are kept as written). Returns the path."""
+    (timestamps, not silence: use mkv, whose timestamps are kept as written). `video_options` go to
+    the encoder over the defaults (e.g. {"x264-params": "bframes=3:open-gop=1"}: the ultrafast preset
+    alone writes no B-frames); `container_options` to the muxer (e.g. {"movflags": "faststart"}: the
+    mp4 index first, as web videos have it). Returns the path."""
     path = Path(path)
     suffix = path.suffix.lower()
     if size is None and not audio:
         raise ValueError("a clip needs video or audio")
-    container = av.open(str(path), "w")
+    container = av.open(str(path), "w", options=container_options or {})
     try:
         vstream = astream = None
         if size is not None:
@@ -97,6 +102,8 @@ def make_media(
                 vstream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
             if codec == "libx264":
                 vstream.options = {"preset": "ultrafast", "crf": str(crf if crf is not None else 18)}
+            if video_options:
+                vstream.options = {**vstream.options, **video_options}
             if frame_times is not None:
                 vstream.codec_context.time_base = Fraction(1, 1000)
                 vstream.time_base = Fraction(1, 1000)

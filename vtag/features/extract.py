@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from vtag.features import media
+from vtag.features.overlap import Job, ahead
 from vtag.errors import VtagError
 from vtag.devices import resolve_device
 
@@ -171,11 +172,17 @@ class FeatureExtractor:
     def visual_features(self, frames: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """uint8 RGB frames ([B, H, W, 3] or an iterable of [H, W, 3]) -> float32 [B, 1024] (PCA'd and
         whitened, not quantized)."""
+        return self._visual_from_inputs(self._preprocess(frame) for frame in frames)
+
+    def _preprocess(self, frame: np.ndarray) -> torch.Tensor:
+        # one frame at a time: only 299x299 floats per frame are held for the batch
+        return self.inception.preprocess(torch.as_tensor(frame)[None])[0]
+
+    def _visual_from_inputs(self, inputs: Iterable[torch.Tensor]) -> np.ndarray:
         out = [np.zeros((0, 1024), np.float32)]
         pending: list[torch.Tensor] = []
-        for frame in frames:
-            # one frame at a time: only 299x299 floats per frame are held for the batch
-            pending.append(self.inception.preprocess(torch.as_tensor(frame)[None])[0])
+        for x in inputs:
+            pending.append(x)
             if len(pending) == self.batch_size:
                 out.append(self._inception_batch(torch.stack(pending)))
                 pending = []
@@ -191,6 +198,11 @@ class FeatureExtractor:
             chunk = torch.from_numpy(np.ascontiguousarray(inputs[start:start + self.batch_size], np.float32))
             out.append(self._inception_batch(chunk.to(self.device)))
         return np.concatenate(out)
+
+    def _audio_of(self, path, seconds: float) -> np.ndarray:
+        from vtag.features.vggish import log_mel_examples
+
+        return self.audio_features(log_mel_examples(media.read_audio(path, max_seconds=seconds)))
 
     def audio_features(self, examples: np.ndarray) -> np.ndarray:
         """log-mel examples [N, 96, 64] -> float32 [N, 128] (VGGish, then its PCA; not quantized)."""
@@ -226,32 +238,52 @@ class FeatureExtractor:
         if total is not None:
             total = min(total, float(self.max_frames))
         visual = frame_times = None
-        if info.has_video:
-            times: list[float] = []
+        audio_job: Job | None = None
+        planned_rows: list[int] = []
+        try:
+            if info.has_video:
+                times: list[float] = []
 
-            def frames() -> Iterator[np.ndarray]:
-                for frame in media.sample_frames_timed(path, max_frames=self.max_frames):
-                    times.append(frame.time_s)
-                    if on_frame is not None:
-                        on_frame(frame.time_s, frame.rgb)
-                    if progress is not None:
-                        progress(frame.time_s, total)
-                    yield frame.rgb
+                def start_audio(count: int) -> None:
+                    # The plan knows the row count before decoding, so the audio (which stops at that
+                    # many seconds) runs beside the video instead of after it.
+                    nonlocal audio_job
+                    planned_rows.append(count)
+                    if info.has_audio and count:
+                        audio_job = Job(self._audio_of, path, count + 1)
 
-            visual = self.visual_features(frames())
-            frame_times = np.asarray(times)
-            if len(visual) == 0:
-                if not info.has_audio:
-                    raise VtagError(f"{path}: the video track has no decodable frames")
-                visual = None  # nothing to show: treat as audio-only rather than lose the file
-        audio = None
-        if info.has_audio:
-            # Audio past the last visual row would be cut anyway; audio-only files stop at max_frames s.
-            seconds = len(visual) if visual is not None else self.max_frames
-            waveform = media.read_audio(path, max_seconds=seconds + 1)
-            from vtag.features.vggish import log_mel_examples
+                def decoded() -> Iterator[tuple[float, torch.Tensor]]:
+                    # Runs in the decoding thread: decode, convert and resize there, so the frames
+                    # queued for Inception are 299x299 whatever the video's size.
+                    for frame in media.sample_frames_timed(path, max_frames=self.max_frames, on_plan=start_audio):
+                        if on_frame is not None:
+                            on_frame(frame.time_s, frame.rgb)
+                        yield frame.time_s, self._preprocess(frame.rgb)
 
-            audio = self.audio_features(log_mel_examples(waveform))
+                def inputs() -> Iterator[torch.Tensor]:
+                    for time_s, x in ahead(decoded(), depth=self.batch_size):
+                        times.append(time_s)
+                        if progress is not None:
+                            progress(time_s, total)
+                        yield x
+
+                visual = self._visual_from_inputs(inputs())
+                frame_times = np.asarray(times)
+                if len(visual) == 0:
+                    if not info.has_audio:
+                        raise VtagError(f"{path}: the video track has no decodable frames")
+                    visual = None  # nothing to show: treat as audio-only rather than lose the file
+            audio = None
+            if info.has_audio:
+                # Audio past the last visual row would be cut anyway; audio-only files stop at max_frames s.
+                seconds = len(visual) if visual is not None else self.max_frames
+                if audio_job is not None and visual is not None and planned_rows == [len(visual)]:
+                    audio = audio_job.result()
+                else:
+                    audio = self._audio_of(path, seconds + 1)
+        finally:
+            if audio_job is not None:
+                audio_job.join()  # a file that failed leaves no work running behind it
         if progress is not None and total is not None:
             progress(total, total)
         return self.assemble(video_id, visual, audio, info.duration_s, path=path, frame_times_s=frame_times)

@@ -14,9 +14,10 @@ OpenCV's FFmpeg backend answers CAP_PROP_POS_MSEC with the timestamp of the fram
 frame is kept; then frames are read and dropped until one whose own timestamp reaches
 `last_ts + every_ms`; the frame after that one is kept, and `last_ts` is the dropped frame's time.
 At 25 fps that keeps frames 0, 26, 51, 76, ... (frame 25 at 1000 ms is dropped, 26 kept; frame 50
-at 2000 ms dropped, 51 kept). `FrameSelector` is that loop turned inside out, so the decoder can be
-streamed and only the frames kept are converted to RGB (the conversion, not the decode, is what a
-YT8M-style loop spends most of its time on).
+at 2000 ms dropped, 51 kept). `FrameSelector` (vtag.features.frame_plan) is that loop turned inside
+out. Since it needs timestamps only, the packets' timestamps choose the frames before decoding; the
+decoder then skips the non-reference frames that are not kept, and only kept frames are converted
+to RGB (a plain loop decodes and converts all of them).
 
 Timestamps come from pts × time_base, never from frame counts, so variable-frame-rate files sample
 the same way OpenCV would. Frames are rotated upright from the display matrix.
@@ -25,19 +26,20 @@ the same way OpenCV would. Frames are rotated upright from the display matrix.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import av
 import numpy as np
 
 from vtag.features.audio_mix import MonoResampler
+from vtag.features.frame_plan import (YT8M_EVERY_MS, YT8M_MAX_FRAMES, FrameSelector, Plan, check_complete,
+                                      plan_frames, select_frames)  # noqa: F401 (select_frames: re-exported)
 from vtag.errors import VtagError
 from vtag.features.still import is_still_image, read_image
 
-YT8M_EVERY_MS = 1000.0
-YT8M_MAX_FRAMES = 300
 AUDIO_RATE = 16000
 
 
@@ -186,45 +188,100 @@ def apply_rotation(rgb: np.ndarray, degrees: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k=turns))
 
 
-class FrameSelector:
-    """OpenCV's frame_iterator as a streaming decision: call `keep(t_ms)` for every decoded frame in
-    order with its timestamp (ms from the stream start); True means YT8M's extractor kept it."""
-
-    def __init__(self, every_ms: float = YT8M_EVERY_MS, max_frames: int | None = YT8M_MAX_FRAMES) -> None:
-        self.every_ms = every_ms
-        self.max_frames = max_frames
-        self.kept = 0
-        self._last_ts = -99999.0
-        self._keep_next = False
-        self._after_read(0.0)  # CAP_PROP_POS_MSEC is 0 before the first read
-
-    @property
-    def done(self) -> bool:
-        return self.max_frames is not None and self.kept >= self.max_frames
-
-    def _after_read(self, position_ms: float) -> None:
-        # The skip loop's test, done once per read: once the position reaches the mark, the mark
-        # moves to this position and the next read is kept.
-        if not self._keep_next and position_ms >= self._last_ts + self.every_ms:
-            self._last_ts = position_ms
-            self._keep_next = True
-
-    def keep(self, t_ms: float) -> bool:
-        if self.done:
-            return False
-        keep = self._keep_next
-        if keep:
-            self._keep_next = False
-            self.kept += 1
-        self._after_read(t_ms)
-        return keep
+def sample_frames(path: str | Path, *, every_ms: float = YT8M_EVERY_MS,
+                  max_frames: int | None = YT8M_MAX_FRAMES, threads: bool = True) -> Iterator[np.ndarray]:
+    """Yield the frames YT8M's extractor would keep as upright uint8 RGB arrays [H, W, 3]
+    (`sample_frames_timed` also gives each one's index and timestamp)."""
+    for frame in sample_frames_timed(path, every_ms=every_ms, max_frames=max_frames, threads=threads):
+        yield frame.rgb
 
 
-def select_frames(timestamps_ms, every_ms: float = YT8M_EVERY_MS,
-                  max_frames: int | None = YT8M_MAX_FRAMES) -> list[int]:
-    """Indices of the frames YT8M's extractor keeps, given every frame's timestamp in decode order."""
-    selector = FrameSelector(every_ms, max_frames)
-    return [i for i, t in enumerate(timestamps_ms) if selector.keep(t)]
+def sample_frames_timed(path: str | Path, *, every_ms: float = YT8M_EVERY_MS,
+                        max_frames: int | None = YT8M_MAX_FRAMES, threads: bool = True,
+                        decode_all: bool = False,
+                        on_plan: Callable[[int], None] | None = None) -> Iterator[SampledFrame]:
+    """Yield the frames YT8M's extractor would keep, upright, as RGB, one at a time.
+
+    Streams: nothing but the current frame is held, so memory does not grow with the video. The
+    choice of frames depends only on timestamps, which the demuxer knows before anything is
+    decoded: a first pass reads the packets' timestamps (no decoding), then the decoder is told to
+    skip every non-reference frame that is not kept (`skip_frame`), so only the kept frames and the
+    frames they are predicted from are decoded, and only the kept ones converted to RGB. The kept
+    frames are bit for bit those of decoding everything (`decode_all=True`, the plain loop, which is
+    also what URLs and files whose timestamps cannot predict the decoder's order get). When the
+    frames are planned, `on_plan(count)` hears how many will come before any is decoded. Raises
+    VtagError naming the file when it has no video track, cannot be decoded, or ends (truncated)
+    well before the duration its header declares."""
+    container = _open(path)
+    try:
+        if not container.streams.video:
+            raise VtagError(f"{path}: has no video track")
+        if is_still_image(container):
+            yield SampledFrame(index=0, time_s=0.0, rgb=read_image(path))
+            return
+        plan = None
+        if not decode_all and not _is_url(path):
+            # A second demux pass over a URL would fetch it twice: there the plain loop is cheaper.
+            try:
+                plan = plan_frames(container.streams.video[0], every_ms, max_frames)
+            except av.FFmpegError:
+                plan = None  # the decoding pass below names the error
+            if plan is not None:
+                check_complete(path, container.streams.video[0], plan.ended_ms, plan.complete)
+            container.close()
+            container = _open(path)
+        stream = container.streams.video[0]
+        if threads:
+            _set_threads(stream)
+        if plan is not None and on_plan is not None:
+            on_plan(len(plan.kept))
+        if plan is None:
+            yield from _decode_every_frame(path, container, stream, every_ms, max_frames)
+            return
+        yielded = 0
+        try:
+            for frame in _decode_planned(path, container, stream, plan):
+                yield frame
+                yielded += 1
+        except _Mismatch:
+            # The decoder did not give back what the timestamps promised (frames it drops): do it
+            # the plain way, without repeating the frames already given.
+            container.close()
+            container = _open(path)
+            stream = container.streams.video[0]
+            if threads:
+                _set_threads(stream)
+            for i, frame in enumerate(_decode_every_frame(path, container, stream, every_ms, max_frames)):
+                if i >= yielded:
+                    yield frame
+    finally:
+        container.close()
+
+
+# Bytes of decoded frames the decoder's threads may hold between them. Each frame thread keeps a
+# frame in flight (an FFmpeg default of cores + 1 threads): at 16000x16000 that is 384 MB a thread,
+# so the thread count follows the frame size, not the core count.
+FRAME_THREADS_BUDGET = 128 * 2**20
+
+
+def decode_threads(width: int, height: int, cores: int | None = None) -> int:
+    """Frame threads for a video of this size: FFmpeg's cores + 1, fewer when their frames would pass
+    FRAME_THREADS_BUDGET (1 means no frame threads)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    frame_bytes = max(1, width * height * 3 // 2)  # yuv420p
+    return max(1, min(cores + 1, 16, FRAME_THREADS_BUDGET // frame_bytes))
+
+
+def _set_threads(stream) -> None:
+    codec = stream.codec_context
+    threads = decode_threads(codec.width or 0, codec.height or 0)
+    if threads > 1:
+        codec.thread_count = threads
+        stream.thread_type = "AUTO"  # frame + slice threads: the decode is the other half of the work
+    else:
+        codec.thread_count = 0
+        stream.thread_type = "SLICE"  # threads inside one frame only: no frames held in flight
 
 
 def _frame_time_ms(frame, start_pts: int, time_base, index: int, fps: float | None, previous_ms: float) -> float:
@@ -236,51 +293,66 @@ def _frame_time_ms(frame, start_pts: int, time_base, index: int, fps: float | No
     return previous_ms + (1000.0 / fps if fps else 40.0) if index else 0.0
 
 
-def sample_frames(path: str | Path, *, every_ms: float = YT8M_EVERY_MS,
-                  max_frames: int | None = YT8M_MAX_FRAMES, threads: bool = True) -> Iterator[np.ndarray]:
-    """Yield the frames YT8M's extractor would keep as upright uint8 RGB arrays [H, W, 3]
-    (`sample_frames_timed` also gives each one's index and timestamp)."""
-    for frame in sample_frames_timed(path, every_ms=every_ms, max_frames=max_frames, threads=threads):
-        yield frame.rgb
-
-
-def sample_frames_timed(path: str | Path, *, every_ms: float = YT8M_EVERY_MS,
-                        max_frames: int | None = YT8M_MAX_FRAMES, threads: bool = True) -> Iterator[SampledFrame]:
-    """Yield the frames YT8M's extractor would keep, upright, as RGB, one at a time.
-
-    Streams: nothing but the current frame is held, so memory does not grow with the video; frames
-    that are dropped are decoded (the codec needs them) but never converted to RGB. Raises VtagError
-    naming the file when it has no video track or cannot be decoded."""
-    container = _open(path)
+def _decode_every_frame(path, container, stream, every_ms, max_frames) -> Iterator[SampledFrame]:
+    """The plain loop: decode every frame, ask the selector about each, convert the kept ones."""
+    time_base = stream.time_base
+    start_pts = stream.start_time if stream.start_time is not None else 0
+    rate = stream.average_rate or stream.guessed_rate
+    fps = float(rate) if rate else None
+    selector = FrameSelector(every_ms, max_frames)
+    t_ms = 0.0
+    index = 0
     try:
-        if not container.streams.video:
-            raise VtagError(f"{path}: has no video track")
-        if is_still_image(container):
-            yield SampledFrame(index=0, time_s=0.0, rgb=read_image(path))
-            return
-        stream = container.streams.video[0]
-        if threads:
-            stream.thread_type = "AUTO"  # frame + slice threads: the decode is the other half of the work
-        time_base = stream.time_base
-        start_pts = stream.start_time if stream.start_time is not None else 0
-        rate = stream.average_rate or stream.guessed_rate
-        fps = float(rate) if rate else None
-        selector = FrameSelector(every_ms, max_frames)
-        t_ms = 0.0
-        index = 0
-        try:
-            for frame in container.decode(stream):
-                t_ms = _frame_time_ms(frame, start_pts, time_base, index, fps, t_ms)
-                if selector.keep(t_ms):
-                    rgb = apply_rotation(frame.to_ndarray(format="rgb24"), frame.rotation)
-                    yield SampledFrame(index=index, time_s=t_ms / 1000.0, rgb=rgb)
-                    if selector.done:
-                        return
-                index += 1
-        except av.FFmpegError as exc:
-            raise _decode_error(path, exc, f"video near {t_ms / 1000.0:.1f} s") from None
-    finally:
-        container.close()
+        for frame in container.decode(stream):
+            t_ms = _frame_time_ms(frame, start_pts, time_base, index, fps, t_ms)
+            if selector.keep(t_ms):
+                yield SampledFrame(index=index, time_s=t_ms / 1000.0, rgb=_upright_rgb(frame))
+                if selector.done:
+                    return
+            index += 1
+    except av.FFmpegError as exc:
+        raise _decode_error(path, exc, f"video near {t_ms / 1000.0:.1f} s") from None
+    if index:
+        check_complete(path, stream, t_ms + (1000.0 / fps if fps else 0.0), False)
+
+
+def _upright_rgb(frame) -> np.ndarray:
+    return apply_rotation(frame.to_ndarray(format="rgb24"), frame.rotation)
+
+
+class _Mismatch(Exception):
+    """The decoder's frames were not those the packets' timestamps predicted."""
+
+
+def _decode_planned(path, container, stream, plan: Plan) -> Iterator[SampledFrame]:
+    """Decode only the kept frames and what they reference: every packet that is not a kept frame
+    is sent with skip_frame NONREF (FFmpeg then skips it if nothing is predicted from it)."""
+    if not plan.kept:
+        return
+    wanted = {pts for pts, _, _ in plan.kept}
+    todo = iter(plan.kept)
+    next_pts, next_index, next_ms = next(todo)
+    codec = stream.codec_context
+    mode = None
+    try:
+        for packet in container.demux(stream):
+            # Frame threads copy the setting when the packet is sent, so it applies per packet.
+            want = "DEFAULT" if packet.pts in wanted or packet.size == 0 else "NONREF"
+            if want != mode:
+                codec.skip_frame = mode = want
+            for frame in codec.decode(packet):
+                if frame.pts != next_pts:
+                    if frame.pts is None or frame.pts > next_pts or frame.pts in wanted:
+                        raise _Mismatch
+                    continue  # a reference frame decoded for the kept ones
+                yield SampledFrame(index=next_index, time_s=next_ms / 1000.0, rgb=_upright_rgb(frame))
+                following = next(todo, None)
+                if following is None:
+                    return
+                next_pts, next_index, next_ms = following
+    except av.FFmpegError as exc:
+        raise _decode_error(path, exc, f"video near {next_ms / 1000.0:.1f} s") from None
+    raise _Mismatch  # packets ran out before every kept frame came back
 
 
 def read_audio(path: str | Path, *, rate: int = AUDIO_RATE, max_seconds: float | None = None,
