@@ -22,3 +22,18 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A small random 2018-vocabulary model folder (fc-early-fusion, hidden 32) for tests that need a
+    model but not a meaningful one; tests only read it."""
+    import torch
+
+    from vtag.models.registry import create_model
+    from vtag.models.storage import save_model
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model")
+    save_model(create_model("fc-early-fusion", num_classes=3862, hidden=32), folder, extra={"vocabulary": "2018"})
+    return folder

@@ -21,19 +21,6 @@ from vtag.tasks.batch import ResultsFile, run_batch
 from vtag.tasks.results_file import prediction_line
 from vtag.tasks.classify import LabelScore, Prediction
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    import torch
-
-    from vtag.models.registry import create_model
-    from vtag.models.storage import save_model
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model")
-    save_model(create_model("fc-early-fusion", num_classes=3862, hidden=32), folder, extra={"vocabulary": "2018"})
-    return folder
-
-
 def _batch(folders, out, model, **options):
     options.setdefault("workers", 0)
     return run_batch(folders, out, model=model, device="cpu", random_weights=True, top_k=2, **options)

@@ -19,19 +19,6 @@ from vtag.tasks.batch import ResultsFile, find_media, run_batch
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    import torch
-
-    from vtag.models.registry import create_model
-    from vtag.models.storage import save_model
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model")
-    save_model(create_model("fc-early-fusion", num_classes=3862, hidden=32), folder, extra={"vocabulary": "2018"})
-    return folder
-
-
 GOOD = {  # name -> what the file lacks (None: complete)
     "good.mp4": None,
     "video_only.mp4": "audio",

@@ -26,20 +26,6 @@ def run_vtag(*args: str, env: dict | None = None) -> subprocess.CompletedProcess
                           env={**os.environ, **(env or {})}, cwd=REPO, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    import torch
-
-    from vtag.models.registry import create_model
-    from vtag.models.storage import save_model
-
-    torch.manual_seed(0)
-    model = create_model("fc-early-fusion", num_classes=3862, hidden=32)
-    folder = tmp_path_factory.mktemp("model")
-    save_model(model, folder, extra={"vocabulary": "2018"})
-    return folder
-
-
 def test_records_get_one_prediction_each_sorted_by_score(tiny_model):
     records = list(read_records([SAMPLE]))
     predictions = list(classify_paths([SAMPLE], model=tiny_model, top_k=4, device="cpu"))

@@ -98,6 +98,7 @@ class Tagger:
             )
         self.random_weights = random_weights
         self._extractor = None
+        self._twins: dict[str, Tagger] = {}  # the shipped model of another vocabulary, made when a file needs it
 
     def for_vocabulary(self, vocabulary: str, source: str) -> "Tagger":
         """This tagger if its model speaks `vocabulary`; with no --model and no --vocab given, the
@@ -109,7 +110,7 @@ class Tagger:
         if self.chosen_model is not None or self.requested is not None:
             require_vocabulary({"vocabulary": self.vocabulary.source}, self.model_dir, vocabulary, source)
             return self  # a user's own vocabulary: not ours to second-guess
-        twins = self.__dict__.setdefault("_twins", {})
+        twins = self._twins
         if vocabulary not in twins:
             twin = Tagger(None, device=self.device, random_weights=self.random_weights, runtime=self.runtime,
                           vocabulary=vocabulary)
