@@ -111,7 +111,8 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             config = TrainConfig(train=args.records, model="attend-fusion", epochs=1, batch_size=args.batch_size,
-                                 out=str(Path(tmp) / "run"), device=args.device, model_overrides=dict(overrides))
+                                 out=str(Path(tmp) / "run"), device=args.device, model_overrides=dict(overrides),
+                                 size="paper")  # "small" sets its widths in overrides
             t0 = time.perf_counter()
             result = train(config, log=lambda line: None)
             end_to_end = videos / (time.perf_counter() - t0)

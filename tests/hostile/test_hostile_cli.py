@@ -483,10 +483,41 @@ def _train_tiny(out: Path, **extra):
     return train(config, log=lambda line: None)
 
 
+def _disk_bytes(folder: Path) -> int:
+    """Bytes `folder` takes, a hard-linked file counted once."""
+    seen = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            st = path.stat()
+            seen[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(seen.values())
+
+
+@pytest.mark.timeout(300)
+def test_a_default_run_writes_its_model_once_and_no_optimizer_state(tmp_path):
+    """`vtag train` with every default: a compact model, and once finished no optimizer state; the run
+    folder stays within one float32 copy of the weights (best/ linked to last/) plus its logs."""
+    from dataclasses import replace
+
+    from vtag.models.registry import ModelConfig, count_parameters, paper_config
+
+    out = tmp_path / "run"
+    done = run_cli("train", "--train", str(SAMPLE), "--valid", str(SAMPLE), "--epochs", "1", "--device", "cpu",
+                   "--out", str(out), env={"OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    built = ModelConfig.from_dict(json.loads((out / "last" / "config.json").read_text())["model"])
+    params = count_parameters(built)
+    paper = count_parameters(replace(paper_config(built.name), num_classes=built.num_classes))
+    assert params < paper / 2, (built, params, paper)  # not the paper's size unless asked (--size paper)
+    leftovers = [p.name for p in out.rglob("*") if p.name in ("optimizer.safetensors", "state.json")]
+    assert not leftovers
+    assert _disk_bytes(out) < 4 * params + 2_000_000  # float32 weights once + config, metrics, events
+
+
 def test_a_run_keeps_one_copy_of_its_weights(tmp_path):
     from safetensors.torch import load_file
 
-    result = _train_tiny(tmp_path / "run")
+    result = _train_tiny(tmp_path / "run", keep_optimizer=True)
     last, best = tmp_path / "run" / "last", tmp_path / "run" / "best"
     optimizer = load_file(last / "optimizer.safetensors")
     assert not [key for key in optimizer if key.startswith("raw.")]  # model.safetensors is them already
@@ -506,12 +537,13 @@ def test_resume_without_raw_copy_is_exact_and_ema_keeps_it(tmp_path):
     _train_tiny(tmp_path / "straight")
     split = tmp_path / "split"
     config = TrainConfig(train=[str(SAMPLE)], valid=[str(SAMPLE)], model="fc-early-fusion", epochs=1,
-                         batch_size=64, out=str(split), device="cpu", model_overrides={"hidden": 16})
+                         batch_size=64, out=str(split), device="cpu", model_overrides={"hidden": 16},
+                         keep_optimizer=True)  # extended below
     train(config, log=lambda line: None)
     config.epochs, config.resume = 2, True
     train(config, log=lambda line: None)
     a = load_file(tmp_path / "straight" / "last" / "model.safetensors")
     b = load_file(split / "last" / "model.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
-    _train_tiny(tmp_path / "ema", ema=0.9)
+    _train_tiny(tmp_path / "ema", ema=0.9, keep_optimizer=True)
     assert any(key.startswith("raw.") for key in load_file(tmp_path / "ema" / "last" / "optimizer.safetensors"))

@@ -76,9 +76,27 @@ def test_train_writes_best_and_last_and_learns(tiny_data, tmp_path):
         assert meta["metrics"]["gap"] > 0
     best = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
     assert best["metrics"]["gap"] == pytest.approx(max(gaps))
+    # finished: last/ is a model folder like best/, the resume state is gone
+    assert sorted(p.name for p in (tmp_path / "run" / "last").iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((tmp_path / "run" / "last" / "config.json").read_text())["epochs_done"] == 4
+
+
+def test_keep_optimizer_keeps_the_resume_state_of_a_finished_run(tiny_data, tmp_path):
+    train(config(tiny_data, tmp_path / "run", epochs=2, keep_optimizer=True), log=quiet)
     state = json.loads((tmp_path / "run" / "last" / "state.json").read_text())
-    assert state["epoch"] == 4 and state["global_step"] == 4 * 6
+    assert state["epoch"] == 2 and state["global_step"] == 2 * 6
     assert (tmp_path / "run" / "last" / "optimizer.safetensors").is_file()
+    result = train(config(tiny_data, tmp_path / "run", epochs=3, resume=True), log=quiet)  # extended
+    assert result.epochs_done == 3 and not (tmp_path / "run" / "last" / "optimizer.safetensors").exists()
+
+
+def test_a_finished_run_without_its_optimizer_state_is_refused_in_one_line(tiny_data, tmp_path):
+    train(config(tiny_data, tmp_path / "run", epochs=1), log=quiet)
+    with pytest.raises(VtagError, match="--keep-optimizer") as info:
+        train(config(tiny_data, tmp_path / "run", epochs=2, resume=True), log=quiet)
+    assert "finished" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(VtagError, match="already holds a finished run"):
+        train(config(tiny_data, tmp_path / "run", epochs=2), log=quiet)
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -96,16 +114,17 @@ def assert_same_training_state(a: Path, b: Path) -> None:
 
 @pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "input_dropout": 0.2}, {"mixup": 0.4}])
 def test_resume_after_one_epoch_is_exact(tiny_data, tmp_path, extra):
-    train(config(tiny_data, tmp_path / "straight", **extra), log=quiet)
-    train(config(tiny_data, tmp_path / "split", epochs=1, **extra), log=quiet)
+    # the optimizer state kept at the end, to compare it and to extend the 1-epoch run
+    train(config(tiny_data, tmp_path / "straight", keep_optimizer=True, **extra), log=quiet)
+    train(config(tiny_data, tmp_path / "split", epochs=1, keep_optimizer=True, **extra), log=quiet)
     # --resume takes the frozen settings (lr, ema, ...) from the checkpoint; a cosine schedule is not
     # covered here because its length depends on --epochs (see the interrupt test instead)
-    train(config(tiny_data, tmp_path / "split", epochs=2, resume=True), log=quiet)
+    train(config(tiny_data, tmp_path / "split", epochs=2, resume=True, keep_optimizer=True), log=quiet)
     assert_same_training_state(tmp_path / "straight" / "last", tmp_path / "split" / "last")
 
 
 def test_interrupt_mid_epoch_leaves_a_resumable_checkpoint(tiny_data, tmp_path):
-    cosine = {"schedule": "cosine", "ema": 0.9}
+    cosine = {"schedule": "cosine", "ema": 0.9, "keep_optimizer": True}
     train(config(tiny_data, tmp_path / "straight", **cosine), log=quiet)
 
     def stop(info):
@@ -116,8 +135,28 @@ def test_interrupt_mid_epoch_leaves_a_resumable_checkpoint(tiny_data, tmp_path):
         train(config(tiny_data, tmp_path / "cut", **cosine), on_step=stop, log=quiet)
     state = json.loads((tmp_path / "cut" / "last" / "state.json").read_text())
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 2, 8)
-    train(config(tiny_data, tmp_path / "cut", resume=True), log=quiet)
+    train(config(tiny_data, tmp_path / "cut", resume=True, keep_optimizer=True), log=quiet)
     assert_same_training_state(tmp_path / "straight" / "last", tmp_path / "cut" / "last")
+
+
+def test_default_run_interrupted_resumes_and_ends_as_a_plain_model(tiny_data, tmp_path):
+    """Default settings: the interrupted run keeps what resuming needs, the finished one drops it,
+    and the resumed weights equal an uninterrupted run's."""
+    train(config(tiny_data, tmp_path / "straight"), log=quiet)
+
+    def stop(info):
+        if info["step"] == 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tiny_data, tmp_path / "cut"), on_step=stop, log=quiet)
+    assert (tmp_path / "cut" / "last" / "optimizer.safetensors").is_file()
+    train(config(tiny_data, tmp_path / "cut", resume=True), log=quiet)
+    for run in ("straight", "cut"):
+        assert sorted(p.name for p in (tmp_path / run / "last").iterdir()) == ["config.json", "model.safetensors"]
+    a = load_file(tmp_path / "straight" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "last" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_streaming_path_trains(tiny_data, tmp_path):
@@ -136,11 +175,22 @@ def test_streaming_path_trains(tiny_data, tmp_path):
     ({"train": ["/nonexistent/*.tfrecord"]}, "nonexistent"),
     ({"resume": True}, "no checkpoint to resume"),
     ({"input_spec": "mean+std"}, "mean"),
+    ({"size": "huge"}, "--size must be compact or paper"),
 ])
 def test_bad_options_fail_with_one_line(tiny_data, tmp_path, change, message):
     with pytest.raises(VtagError, match=message) as info:
         train(config(tiny_data, tmp_path / "bad", **change), log=quiet)
     assert "\n" not in str(info.value)
+
+
+def test_size_sets_the_widths_and_explicit_ones_win(tiny_data, tmp_path):
+    from vtag.models.registry import paper_config
+
+    base = dict(train=["x.tfrecord"], model="attend-fusion")
+    assert TrainConfig(**base).model_settings() == {"hidden": 1024, "attention_dim": 512}
+    assert TrainConfig(**base, size="paper").model_settings() == {}  # the registry's paper widths
+    assert paper_config("attend-fusion").hidden == 2048
+    assert TrainConfig(**base, model_overrides={"hidden": 64}).model_settings() == {"hidden": 64, "attention_dim": 512}
 
 
 def test_unreadable_records_fail_with_the_file_name(tiny_data, tmp_path):
@@ -198,7 +248,7 @@ def test_bf16_autocast_path_trains_and_saves_float32(tiny_data, tmp_path, monkey
 
 
 def test_existing_run_needs_resume(tiny_data, tmp_path):
-    train(config(tiny_data, tmp_path / "run", epochs=1), log=quiet)
+    train(config(tiny_data, tmp_path / "run", epochs=1, keep_optimizer=True), log=quiet)
     with pytest.raises(VtagError, match="already holds a run"):
         train(config(tiny_data, tmp_path / "run", epochs=1), log=quiet)
 
@@ -234,8 +284,8 @@ def test_cli_train_model_options_reach_the_saved_config(tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     model, _ = load_model(out / "last")
     assert model.config.input_norm is True and model.config.experts == 2
-    state = json.loads((out / "last" / "state.json").read_text())
-    assert state["config"]["mixup"] == 0.4
+    settings = json.loads((out / "last" / "config.json").read_text())["train"]["settings"]
+    assert settings["mixup"] == 0.4
     result = CliRunner().invoke(app, args[:-5] + ["--out", str(tmp_path / "bad"), "--experts", "2"]
                                 + ["--model", "attend-fusion"])
     assert isinstance(result.exception, VtagError) and "experts applies only" in str(result.exception)
@@ -251,7 +301,8 @@ def test_ddp_two_gloo_processes(tiny_data, tmp_path):
     proc = subprocess.run(
         [str(torchrun), "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
          "-m", "vtag", "train", "--train", str(train_file), "--valid", str(valid_file), "--model", MODEL,
-         "--hidden", "16", "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--out", str(out)],
+         "--hidden", "16", "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--out", str(out),
+         "--keep-optimizer"],
         capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     state = json.loads((out / "last" / "state.json").read_text())

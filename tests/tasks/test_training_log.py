@@ -25,7 +25,8 @@ def run(tmp_path_factory):
     train_file, valid_file = write_tiny(folder / "train.tfrecord", 96, 1), write_tiny(folder / "valid.tfrecord", 32, 2)
     torch.set_num_threads(1)
     settings = dict(train=[str(train_file)], valid=[str(valid_file)], model=MODEL, epochs=2, lr=1e-2, batch_size=16,
-                    out=str(folder / "run"), device="cpu", model_overrides=dict(TINY))
+                    out=str(folder / "run"), device="cpu", model_overrides=dict(TINY),
+                    keep_optimizer=True)  # extended below
     train(TrainConfig(**settings), log=lambda _: None)
     result = train(TrainConfig(**{**settings, "epochs": 4, "resume": True}), log=lambda _: None)  # a resumed run
     return folder / "run", result

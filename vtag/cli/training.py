@@ -30,7 +30,8 @@ def train_command(
     vocab: str = typer.Option(None, "--vocab", help="2017 or 2018 (default: detected from the records)."),
     workers: int = typer.Option(0, "--workers", help="DataLoader workers (with --stream)."),
     seed: int = typer.Option(0, "--seed", help="Seed for weights, dropout and data order."),
-    hidden: int = typer.Option(None, "--hidden", help="Override the model's hidden width."),
+    size: str = typer.Option("compact", "--size", help="Model widths: compact (hidden 1024, attention dim 512; attend-fusion 21.7M parameters) or paper (the paper's: FC 8000, attention models 2048/1024; attend-fusion 68.6M, 3x the disk and time)."),
+    hidden: int = typer.Option(None, "--hidden", help="Override the model's hidden width (over --size)."),
     attention_dim: int = typer.Option(None, "--attention-dim", help="Override the attention dimension."),
     num_heads: int = typer.Option(None, "--num-heads", help="Override the attention head count."),
     schedule: str = typer.Option("constant", "--schedule", help="Learning rate: constant (paper) or cosine."),
@@ -44,10 +45,13 @@ def train_command(
     stream: bool = typer.Option(False, "--stream", help="Stream records each epoch instead of loading them once."),
     save_dtype: str = typer.Option("float32", "--save-dtype", help="float32, float16, int8 or int4 (weight matrices) for model.safetensors."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad records instead of stopping."),
+    keep_optimizer: bool = typer.Option(False, "--keep-optimizer", help="Keep the optimizer state in --out/last when the run finishes (about twice the model's size), so --resume --epochs N can extend it; by default only an unfinished run keeps it."),
     plot: bool = typer.Option(False, "--plot", help="Draw loss and validation GAP per epoch to --out/curves.png (needs vtag[plot])."),
 ) -> None:
-    """Train a model on YT8M records (AdamW + BCE); checkpoints in --out/best and --out/last; per-epoch
-    metrics in --out/metrics.csv and TensorBoard event files."""
+    """Train a model on YT8M records (AdamW + BCE); models in --out/best and --out/last (last/ also holds
+    the optimizer state until the run finishes, for --resume); per-epoch metrics in --out/metrics.csv
+    and TensorBoard event files. The recipe's defaults are the paper's, the model's size is compact
+    unless --size paper."""
     from vtag.tasks.train import TrainConfig, train as run_training
 
     if plot:
@@ -62,10 +66,11 @@ def train_command(
                          input_spec=input_spec, vocab=vocab, workers=workers, seed=seed, model_overrides=overrides,
                          schedule=schedule, warmup_epochs=warmup_epochs, ema=ema, bias_init=bias_init,
                          input_dropout=input_dropout, mixup=mixup, stream=stream,
-                         save_dtype=save_dtype, skip_bad=skip_bad)
+                         save_dtype=save_dtype, skip_bad=skip_bad, size=size, keep_optimizer=keep_optimizer)
     result = run_training(config, progress=sys.stderr.isatty(), log=lambda line: console.print(line, highlight=False))
     best = f", best valid GAP {result.best_gap:.4f} in {result.out / 'best'}" if result.best_gap is not None else ""
-    console.print(f"done: {result.epochs_done} epochs, last checkpoint in {result.out / 'last'}{best}", highlight=False)
+    kept = "last checkpoint" if keep_optimizer else "last model"
+    console.print(f"done: {result.epochs_done} epochs, {kept} in {result.out / 'last'}{best}", highlight=False)
     if plot:
         from vtag.tasks.training_log import write_curves
 

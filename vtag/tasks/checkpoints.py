@@ -48,6 +48,17 @@ def link_model_files(source: Path, folder: Path) -> None:
             shutil.copy2(path, folder / path.name)
 
 
+def drop_resume_state(target: Path) -> None:
+    """Swap checkpoint `target` for a plain model folder (its model files, linked): what a finished
+    run keeps. Done as a checkpoint write, so a kill midway leaves the resumable folder or the plain one."""
+    write_checkpoint(target, lambda folder: link_model_files(target, folder))
+
+
+def holds_model(out_dir: Path) -> bool:
+    """A run folder whose last/ is a model, resumable or finished."""
+    return find_checkpoint(out_dir) is not None or (out_dir / "last" / "config.json").is_file()
+
+
 def remove_stale_temps(target: Path) -> None:
     """Remove the temp folders (`.last.k3j9x_0q`) that runs killed mid-save left beside `target`.
     One process saves a run's checkpoints (rank 0), so any such folder is an earlier run's; only names

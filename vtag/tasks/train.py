@@ -12,9 +12,10 @@ ones. `stream=True` reads through `YT8MDataset` instead (for sets that do not fi
 at the start of the interrupted epoch.
 
 Checkpoints, in `out/`: `last/` and `best/` (by validation GAP), each a model folder that `load_model`
-reads (model.safetensors + config.json with the vocabulary and metrics); `last/` adds
-`optimizer.safetensors` (optimizer moments, RNG state, EMA or raw weights) and `state.json` (epoch,
-step, best GAP, settings). A checkpoint folder is written beside its target and swapped in by rename.
+reads (model.safetensors + config.json with the vocabulary and metrics); while the run is unfinished
+`last/` adds `optimizer.safetensors` (optimizer moments, RNG state, EMA or raw weights) and `state.json`
+(epoch, step, best GAP, settings), which a finished run drops unless `keep_optimizer`. A checkpoint
+folder is written beside its target and swapped in by rename.
 
 Beyond the paper's recipe, all off by default except the first: the classifier bias starts at the
 label prior (`bias_init`), a cosine schedule with warm-up, an EMA of the weights (warmed up), dropout
@@ -42,8 +43,8 @@ from torch import nn
 from vtag.errors import VtagError
 from vtag.io.atomic import atomic_write_bytes
 from vtag.tasks.checkpoints import (
-    OPTIMIZER_FILE, STATE_FILE, find_checkpoint, link_model_files, optimizer_tensors, restore_optimizer,
-    write_checkpoint,
+    OPTIMIZER_FILE, STATE_FILE, drop_resume_state, find_checkpoint, holds_model, link_model_files, optimizer_tensors,
+    restore_optimizer, write_checkpoint,
 )
 from vtag.tasks.metrics import EvaluationMetrics
 from vtag.tasks.train_config import FROZEN_ON_RESUME, TrainConfig
@@ -133,6 +134,9 @@ def train(config: TrainConfig, progress: bool = False, on_step: Callable[[dict],
     checkpoint = find_checkpoint(out_dir) if config.resume else None
     state: dict[str, Any] = {}
     if config.resume:
+        if checkpoint is None and holds_model(out_dir):
+            raise VtagError(f"{out_dir}: that run finished and kept no optimizer state, so it cannot be continued; "
+                            "train a new run with --out another folder (--keep-optimizer keeps a finished run resumable)")
         if checkpoint is None:
             raise VtagError(f"{out_dir}: no checkpoint to resume (no last/{STATE_FILE}); drop --resume to start a new run")
         state = json.loads((checkpoint / STATE_FILE).read_text())
@@ -141,6 +145,8 @@ def train(config: TrainConfig, progress: bool = False, on_step: Callable[[dict],
                 setattr(config, key, state["config"][key])
     elif find_checkpoint(out_dir) is not None:
         raise VtagError(f"{out_dir} already holds a run: pass --resume to continue it, or --out another folder")
+    elif holds_model(out_dir):
+        raise VtagError(f"{out_dir} already holds a finished run: pass --out another folder")
 
     from vtag.devices import resolve_device
 
@@ -198,7 +204,7 @@ def _train(config, dist, device, state, checkpoint, progress, on_step, log,
         model, _ = load_model(checkpoint, map_location="cpu")
     else:
         model = create_model(config.model, num_classes=num_classes, input_spec=config.input_spec,
-                             dropout=config.dropout, **config.model_overrides)
+                             dropout=config.dropout, **config.model_settings())
         if config.bias_init == "prior" and train_set is not None:
             init_classifier_bias(model, train_set.labels, num_classes)
     model.to(device).train()
@@ -323,6 +329,10 @@ def _train(config, dist, device, state, checkpoint, progress, on_step, log,
                 save_checkpoint(epoch, 0, record.get("valid"), is_best)
                 training_log.epoch_done(history)
             dist.barrier()
+        if dist.main and not config.keep_optimizer:
+            # Resuming was the optimizer state's only use: a finished last/ is a model folder like best/
+            # (the moments alone are twice the model's size).
+            drop_resume_state(config.out_dir / "last")
     except KeyboardInterrupt:
         if dist.main:
             bar.close()
