@@ -397,3 +397,46 @@ def test_worker_preprocessed_frames_give_the_same_features(tmp_path):
     direct = extractor.visual_features(media.sample_frames(clip))
     assert in_batch.shape == direct.shape == (3, 1024)
     np.testing.assert_array_equal(in_batch, direct)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_nan_result_fails_that_file_alone_and_exits_1(tmp_path, tiny_model, monkeypatch, fmt):
+    """A score JSON cannot hold (NaN) is that file's one-line failure: the other files' results are
+    written, the results file stays strict JSON, and the run exits 1 like any other failure."""
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from vtag.cli import app
+    from vtag.tasks.classify import Tagger
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        make_media(folder / name, duration_s=1.0, audio=False)
+    real = Tagger.scores
+    calls = []
+
+    def scores(self, visual, audio, batch_size=1024):
+        calls.append(1)
+        out = real(self, visual, audio, batch_size)
+        if len(calls) == 2:  # workers=0 tags in name order: b.mp4
+            out[:] = np.nan
+        return out
+
+    monkeypatch.setattr(Tagger, "scores", scores)
+    out = tmp_path / f"results.{fmt}"
+    result = CliRunner().invoke(app, ["batch", str(folder), "-o", str(out), "--workers", "0", "--model",
+                                      str(tiny_model), "--random-weights", "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    records = {Path(r["path"]).name: r for r in _results_records(out, fmt)}
+    assert sorted(records) == ["a.mp4", "b.mp4", "c.mp4"]
+    assert "labels" in records["a.mp4"] and "labels" in records["c.mp4"]
+    error = records["b.mp4"]["error"]
+    assert "b.mp4" in error and "NaN" in error and "\n" not in error
+    if fmt == "jsonl":  # strict JSON: a NaN anywhere would make json.loads(..., parse_constant) fail
+        for line in out.read_text(encoding="utf-8").split("\n"):
+            if line:
+                json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in {line}"))
+    again = ResultsFile(out).prepare(retry_failed=False)
+    assert len(again[0]) == 2 and len(again[1]) == 1  # resume sees two done, one failed

@@ -365,3 +365,28 @@ def test_sigint_to_the_cli_saves_and_exits_130(tiny_data, tmp_path):
     assert "continue with --resume" in stdout
     state = json.loads((out / "last" / "state.json").read_text())
     assert state["global_step"] >= 6  # at least the first epoch's checkpoint
+
+
+def test_a_diverged_loss_stops_in_one_line_and_the_checkpoint_stays_json(tiny_data, tmp_path, monkeypatch):
+    """A NaN loss stops the run with one line naming the step and --lr; what was saved before is
+    strict JSON (no NaN, which only Python reads back)."""
+    import vtag.tasks.train as train_module
+
+    real = train_module.nn.BCEWithLogitsLoss
+
+    class NaNAfterOneEpoch(real):
+        calls = 0
+
+        def forward(self, logits, target):
+            NaNAfterOneEpoch.calls += 1
+            loss = super().forward(logits, target)
+            return loss * float("nan") if NaNAfterOneEpoch.calls > 6 else loss  # 6 steps an epoch
+
+    monkeypatch.setattr(train_module.nn, "BCEWithLogitsLoss", NaNAfterOneEpoch)
+    with pytest.raises(VtagError, match=r"diverged at epoch 2, step 7: the loss is nan; .*--lr \(this one: 0.01\)") as info:
+        train(config(tiny_data, tmp_path / "nan", epochs=3), log=quiet)
+    assert "\n" not in str(info.value)
+    for name in ("state.json", "config.json"):
+        text = (tmp_path / "nan" / "last" / name).read_text()
+        json.loads(text, parse_constant=lambda constant: pytest.fail(f"{constant} in {name}"))
+    assert json.loads((tmp_path / "nan" / "last" / "state.json").read_text())["epoch"] == 1

@@ -3,6 +3,7 @@ not at all, so a crash or Ctrl-C never leaves a half-written file behind under t
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -45,3 +46,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, chunks: str | Iterable[str]) -> None:
     parts = [chunks] if isinstance(chunks, str) else chunks
     atomic_write(path, lambda f: [f.write(part.encode("utf-8")) for part in parts])
+
+
+def atomic_write_json(path: str | os.PathLike, obj: object, indent: int | None = 2) -> None:
+    """`obj` as strict JSON: NaN and infinity, which Python writes but other JSON readers refuse, are a
+    one-line error naming the file instead of a file nothing else can read."""
+    try:
+        text = json.dumps(obj, indent=indent, allow_nan=False)
+    except ValueError:
+        raise VtagError(f"{path}: not written: a value in it is NaN or infinity, which JSON cannot hold") from None
+    atomic_write_bytes(path, (text + "\n").encode())

@@ -69,7 +69,7 @@ class ShardedRecordWriter:
         write_records(target, (features.to_record(self.level) for _, features in self._pending), level=self.level)
         entry = {"number": self.next_shard, "shard": target.name, "level": self.level,
                  "videos": [{"id": features.id, "path": path} for path, features in self._pending]}
-        _append(self.manifest, json.dumps(entry, ensure_ascii=False) + "\n")
+        _append(self.manifest, json.dumps(entry, ensure_ascii=False, allow_nan=False) + "\n")  # ids, names, numbers
         self.done.update(path for path, _ in self._pending)
         self.written.append(target)
         self.next_shard += 1

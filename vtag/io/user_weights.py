@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from vtag.errors import VtagError
-from vtag.io.atomic import atomic_write_text
+from vtag.io.atomic import atomic_write_json
 from vtag.weights import WeightStatus, _install_file, cache_dir, sha256_file
 
 log = logging.getLogger("vtag.user_weights")
@@ -68,7 +68,7 @@ def install_unverified(source: Path, role: str, suffix: str, description: str) -
     _install_file(source, target, move=False)
     note = {"role": role, "file": target.name, "description": description, "source": str(source.resolve()),
             "sha256": sha256_file(target)}
-    atomic_write_text(_note(role), json.dumps(note, indent=1) + "\n")
+    atomic_write_json(_note(role), note, indent=1)
     return target
 
 
@@ -97,3 +97,4 @@ def unverified_status() -> list[WeightStatus]:
         row.unverified = True
         rows.append(row)
     return rows
+

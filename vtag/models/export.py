@@ -29,7 +29,6 @@ every graph has the same two inputs.
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ import torch
 from torch import nn
 
 from vtag.errors import VtagError
-from vtag.io.atomic import atomic_write_bytes
+from vtag.io.atomic import atomic_write_bytes, atomic_write_json
 
 FORMAT = "vtag-onnx"
 EXPORT_FILE = "export.json"
@@ -310,7 +309,7 @@ def _write(proto, out: Path, meta: dict[str, Any], extra_files: dict[str, bytes]
         atomic_write_bytes(out / name, content)
     meta = {"format": FORMAT, "graph": GRAPH_FILE, "opset": OPSET, "exporter": "torch.onnx (TorchScript)",
             "torch": torch.__version__, **meta}
-    atomic_write_bytes(out / EXPORT_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    atomic_write_json(out / EXPORT_FILE, meta)
     return len(data)
 
 

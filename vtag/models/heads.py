@@ -14,7 +14,6 @@ there (no re-quantisation), so the head adds 15 MB instead of a second copy of t
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 
 from vtag.errors import VtagError
-from vtag.io.atomic import atomic_write_bytes
+from vtag.io.atomic import atomic_write_bytes, atomic_write_json
 from vtag.io.vocab import Vocabulary
 from vtag.models.architectures import FusionModel
 from vtag.models.packing import quantise_state
@@ -131,5 +130,5 @@ def save_head_model(model: FusionModel, directory: str | Path, trunk: str | Path
             "weights_dtype": quantised or "float32", "trunk": relative.as_posix(),
             "trunk_sha256": file_sha256(trunk / WEIGHTS_FILE), **(extra or {})}
     atomic_write_bytes(directory / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
-    atomic_write_bytes(directory / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    atomic_write_json(directory / CONFIG_FILE, meta)
     return directory

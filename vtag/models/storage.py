@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from vtag.errors import VtagError
-from vtag.io.atomic import atomic_write_bytes
+from vtag.io.atomic import atomic_write_bytes, atomic_write_json
 from vtag.io.paths import REPO_WEIGHTS_DIR
 from vtag.models.architectures import FusionModel
 from vtag.models.packing import dequantise_state, quantise_state
@@ -65,7 +65,7 @@ def save_model(model: nn.Module, directory: str | Path, extra: dict | None = Non
     meta = {"format": FORMAT, "name": model.config.name, "model": model.config.to_dict(),
             "weights_dtype": quantised or str(dtype).removeprefix("torch."), **meta}
     atomic_write_bytes(directory / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
-    atomic_write_bytes(directory / CONFIG_FILE, (json.dumps(meta, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_json(directory / CONFIG_FILE, meta)
     return directory
 
 

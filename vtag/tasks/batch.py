@@ -336,7 +336,12 @@ def run_batch(
                         del current[pid]
 
         def record(path: str, prediction, error: str | None, seconds: float = 0.0) -> None:
-            results.append(prediction_line(prediction, path, error, results.format))
+            try:
+                line = prediction_line(prediction, path, error, results.format)
+            except VtagError as exc:  # a result that cannot be written fails that file alone
+                prediction, error = None, str(exc)
+                line = prediction_line(None, path, error, results.format)
+            results.append(line)
             if error is None:
                 summary.done += 1
                 summary.video_seconds += seconds

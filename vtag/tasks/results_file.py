@@ -14,6 +14,7 @@ import csv
 import errno
 import io
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,11 @@ def printable(text: str) -> str:
 def json_line(entry: dict) -> str:
     """One JSONL record. Lone surrogates (undecodable file names) are written as JSON \\u escapes, so
     the file stays UTF-8 and json.loads gives back the exact name the next run looks up."""
-    text = json.dumps(entry, ensure_ascii=False)
+    try:
+        text = json.dumps(entry, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # NaN or infinity: not JSON, and a reader would choke on the whole file
+        raise VtagError(f"{printable(str(entry.get('path', '')))}: the result holds NaN or infinity "
+                        "(a broken model or features): no tags written") from None
     if any("\ud800" <= c <= "\udfff" for c in text):
         text = "".join(f"\\u{ord(c):04x}" if "\ud800" <= c <= "\udfff" else c for c in text)
     return text + "\n"
@@ -246,7 +251,8 @@ class OutputLock:
 
 
 def prediction_line(prediction: Prediction | None, path: str, error: str | None, fmt: str) -> str:
-    """One record of `vtag batch` for one file: JSONL or CSV, valid UTF-8 whatever the file's name."""
+    """One record of `vtag batch` for one file: JSONL or CSV, valid UTF-8 whatever the file's name.
+    A result holding NaN or infinity raises VtagError (the caller records it as that file's failure)."""
     if fmt == "jsonl":
         if error is not None:
             return json_line({"path": path, "error": error})
@@ -259,6 +265,9 @@ def prediction_line(prediction: Prediction | None, path: str, error: str | None,
     # CSV has no escapes: an undecodable name is written (and looked up on resume) as printable() text
     if error is not None:
         return csv_line([printable(path), "", printable(error)])
+    if not all(math.isfinite(label.score) for label in prediction.labels):  # "nan" is no score either
+        raise VtagError(f"{printable(path)}: the result holds NaN or infinity (a broken model or features): "
+                        "no tags written")
     labels = "; ".join(f"{label.name} ({label.id})={label.score:.4f}" for label in prediction.labels)
     return csv_line([printable(path), labels, ""])
 

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from vtag.errors import VtagError
-from vtag.io.atomic import atomic_write_bytes
+from vtag.io.atomic import atomic_write_bytes, atomic_write_json
 from vtag.tasks.checkpoints import (
     OPTIMIZER_FILE, STATE_FILE, drop_resume_state, find_checkpoint, holds_model, link_model_files, optimizer_tensors,
     restore_optimizer, write_checkpoint,
@@ -264,7 +264,7 @@ def _train(config, dist, device, state, checkpoint, progress, on_step, log,
             atomic_write_bytes(folder / OPTIMIZER_FILE, save(tensors))
             payload = {"epoch": done_epoch, "step_in_epoch": done_steps, "global_step": global_step,
                        "best_gap": best_gap, "history": history, "config": settings, "param_groups": groups}
-            atomic_write_bytes(folder / STATE_FILE, (json.dumps(payload, indent=2) + "\n").encode())
+            atomic_write_json(folder / STATE_FILE, payload)
 
         write_checkpoint(config.out_dir / "last", write_last)
         if is_best:  # the same model files as last/ (without what resuming needs): linked, not written again
@@ -291,6 +291,10 @@ def _train(config, dist, device, state, checkpoint, progress, on_step, log,
                 with _autocast(device):
                     logits = net(visual, audio)
                 loss = loss_fn(logits.float(), target)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):  # every later step would be NaN too, and the checkpoints
+                    raise VtagError(f"training diverged at epoch {epoch + 1}, step {global_step + 1}: the loss is "
+                                    f"{loss_value}; start a new run with a lower --lr (this one: {config.lr:g})")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -307,7 +311,6 @@ def _train(config, dist, device, state, checkpoint, progress, on_step, log,
                 step_in_epoch += 1
                 global_step += 1
                 seen += len(target) * dist.world
-                loss_value = loss.item()
                 loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
                 bar.update(global_step, epoch, loss_value, seen / (time.perf_counter() - t0))
                 if on_step is not None:
