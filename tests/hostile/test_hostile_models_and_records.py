@@ -467,3 +467,60 @@ def test_cli_extract_random_weights_then_info_and_classify_say_so(tmp_path, tiny
     assert row["random_weights"] is True and row["missing"] == ["audio"]
     assert "extractor: random weights — labels not meaningful" in row["warnings"]
     assert row["provenance"]["vtag_audio"] == "zeros"
+
+
+@pytest.mark.timeout(300)
+def test_features_made_with_a_users_own_vggish_say_so_in_the_record_info_and_classify(tmp_path, monkeypatch, tiny_model):
+    """A user's own VGGish network and PCA (imported --unverified) made the audio: the record names
+    them with their sha256 instead of passing for the official extractor, and info/classify warn."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    from media_factory import make_media
+    from vtag.features import extract as extract_module
+    from vtag.features import inception, pca, vggish_weights
+    from vtag.features.vggish import VGGish
+
+    monkeypatch.setenv("VTAG_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    own_net = tmp_path / "my_vggish.safetensors"  # torchvggish's layout, random values
+    save_file({k: v.contiguous() for k, v in VGGish().state_dict().items()}, own_net)
+    own_pca = tmp_path / "my_pca.npz"
+    rng = np.random.default_rng(0)
+    np.savez(own_pca, pca_eigen_vectors=rng.standard_normal((128, 128)), pca_means=rng.standard_normal((128, 1)))
+    for path in (own_net, own_pca):
+        vggish_weights.import_unverified(path)
+    own_net.unlink()  # the imported copy is what counts
+    digests = {role: hashlib.sha256((tmp_path / "cache" / "unverified" / name).read_bytes()).hexdigest()[:16]
+               for role, name in (("vggish", "vggish.safetensors"), ("vggish_pca", "vggish_pca.npz"))}
+    # the official visual files are not in CI: random stand-ins for Inception and its PCA only
+    real_inception, real_pca = inception.load_inception, pca.load_yt8m_pca
+    monkeypatch.setattr(inception, "load_inception", lambda random_weights=False, **kw: real_inception(True, **kw))
+    monkeypatch.setattr(pca, "load_yt8m_pca", lambda random_weights=False, **kw: real_pca(True, **kw))
+    extract_module._load_networks.cache_clear()
+    try:
+        extractor = extract_module.FeatureExtractor(random_weights=False, batch_size=4)
+    finally:
+        extract_module._load_networks.cache_clear()  # other tests must not get these networks
+    clip = make_media(tmp_path / "clip.mp4", duration_s=1.5)
+    out = tmp_path / "features.tfrecord"
+    extract_module.extract_to_records([clip], out, level="video", extractor=extractor)
+
+    made = next(iter(read_records(out))).provenance
+    marks = [f"vggish unverified sha256:{digests['vggish']}", f"vggish_pca unverified sha256:{digests['vggish_pca']}"]
+    assert made["vtag_extractor"] == "; ".join([extract_module.official_extractor(), *marks])
+    assert made["vtag_audio"] == "vggish"
+
+    info = run_vtag("info", str(out))
+    assert info.returncode == 0, info.stderr
+    text = " ".join(info.stdout.split())  # the table wraps
+    for mark in marks:
+        assert f"features.tfrecord: extractor: {mark} — your own weights, not the official ones" in text
+    result = run_vtag("classify", str(out), "--model", str(tiny_model), "--device", "cpu", "--json")
+    assert result.returncode == 0, result.stderr
+    assert f"warning: {out}: extractor: {marks[0]} — your own weights" in result.stderr
+    row = json.loads(result.stdout.splitlines()[0])
+    assert row["provenance"]["vtag_extractor"] == made["vtag_extractor"]
+    assert [w for w in row["warnings"] if "unverified" in w] == [
+        f"extractor: {mark} — your own weights, not the official ones the models were trained on" for mark in marks]

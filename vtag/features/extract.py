@@ -80,8 +80,11 @@ class VideoFeatures:
     def provenance(self) -> dict[str, str]:
         """How these features were made, written into each record (vtag.io.records.PROVENANCE_KEYS):
         a record of random or zero-filled features must say so wherever it goes."""
+        from vtag.io.user_weights import unverified_marks
+
         made = "random" if self.random_weights else None
-        return {"vtag_extractor": made or official_extractor(),
+        own = unverified_marks() if self.has_audio and not made else []  # a user's VGGish / PCA, if used
+        return {"vtag_extractor": made or "; ".join([official_extractor(), *own]),
                 "vtag_video": (made or "inception") if self.has_video else "zeros",
                 "vtag_audio": (made or "vggish") if self.has_audio else "zeros"}
 

@@ -95,7 +95,8 @@ class YT8MRecord:
 
 # How extracted features were made, as extra bytes features of each record `vtag extract` writes:
 # readers that ask for id/labels/mean_rgb/... (TensorFlow's parse_single_example, Google's starter
-# code) never see them. vtag_extractor: "random", or the sha256 of the Inception and PCA files;
+# code) never see them. vtag_extractor: "random", or the sha256 of the Inception and PCA files, then
+# "; vggish unverified sha256:<16 hex>" (and/or vggish_pca) where a user's own file made the audio;
 # vtag_video / vtag_audio: "inception" / "vggish", "random", or "zeros" (the file had no such track).
 PROVENANCE_PREFIX = "vtag_"
 PROVENANCE_KEYS = ("vtag_extractor", "vtag_video", "vtag_audio")
@@ -106,8 +107,12 @@ def provenance_warnings(provenance: dict[str, str] | None) -> list[str]:
     """What a user must be told about features made this way (one line each; empty when nothing)."""
     provenance = provenance or {}
     out = []
-    if provenance.get("vtag_extractor") == "random":
+    extractor = provenance.get("vtag_extractor", "")
+    if extractor == "random":
         out.append("extractor: random weights — labels not meaningful")
+    for part in extractor.split("; "):
+        if " unverified sha256:" in part:
+            out.append(f"extractor: {part} — your own weights, not the official ones the models were trained on")
     for track in ("video", "audio"):
         if provenance.get(f"vtag_{track}") == "zeros":
             out.append(f"{track}: zero-filled (the file had no {track} track)")

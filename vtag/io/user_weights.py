@@ -10,6 +10,7 @@ Which role a file takes is decided by the caller from its format and shapes (`vt
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -98,3 +99,21 @@ def unverified_status() -> list[WeightStatus]:
         rows.append(row)
     return rows
 
+
+def unverified_marks() -> list[str]:
+    """What a record of features made now must say about the user's own files in use, one entry per
+    role ("vggish unverified sha256:<16 hex>"), so it never passes for one made with the official
+    weights; empty when none is installed. The digest is of the file as it is now."""
+    marks = []
+    for role in ROLES:
+        path = unverified_path(role)
+        if path is not None:
+            st = path.stat()
+            marks.append(f"{role} unverified sha256:{_file_digest(str(path), st.st_mtime_ns, st.st_size)[:16]}")
+    return marks
+
+
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    # keyed on mtime and size as well: a file replaced in place is hashed again, an unchanged one once
+    return sha256_file(Path(path))
