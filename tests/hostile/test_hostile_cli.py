@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,8 +28,27 @@ def run_cli(*args: str, stdin: str | None = None, env: dict | None = None, cwd: 
 # ---- 1. a built wheel carries the vocabularies and the default model ------------------------------
 
 
-@pytest.mark.timeout(300)
-def test_a_built_wheel_classifies_records_without_the_checkout(tmp_path):
+def _dependency_dirs() -> list[str]:
+    """Where this interpreter finds vtag's dependencies (torch, numpy, av, ...), the checkout and any
+    vtag of its own left out: a fresh venv is given these so that nothing has to be downloaded."""
+    import importlib.util
+    import site
+    import sysconfig
+
+    dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
+    for name in ("torch", "numpy", "av", "typer", "safetensors", "rich", "PIL"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            dirs.add(str(Path(spec.origin).resolve().parent.parent))
+    checkout = REPO.resolve()
+    return sorted(d for d in dirs if Path(d).is_dir() and Path(d).resolve() != checkout
+                  and checkout not in Path(d).resolve().parents)
+
+
+@pytest.mark.timeout(400)
+def test_a_wheel_in_a_fresh_venv_runs_the_quick_start_from_another_folder(tmp_path):
+    """The wheel built from the checkout, installed by pip (no index, no deps) into a new venv, runs
+    the README's first quick-start command in a folder that is not the checkout."""
     if shutil.which("git") is None:
         pytest.skip("needs git to list the checkout's files")
     # build from a copy so the checkout gets no build/ or egg-info of ours
@@ -40,23 +60,44 @@ def test_a_built_wheel_classifies_records_without_the_checkout(tmp_path):
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, source / name)
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
                     "-w", str(wheels), str(source)], check=True, capture_output=True, timeout=240)
     wheel = next(wheels.glob("vtag-*.whl"))
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
-                   check=True, capture_output=True, timeout=240)
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True,
+                   timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    # this interpreter's pip installs into the venv (--python): the venv needs no pip of its own
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index",
+                                "--no-deps", "-q", str(wheel)], capture_output=True, text=True, timeout=240)
+    assert installed.returncode == 0, installed.stderr
+    # the dependencies already here, after the venv's own site-packages (so its vtag comes first);
+    # a plain path line, so any editable-vtag hook (.pth) in those folders is not run
+    (Path(purelib) / "zz_test_dependencies.pth").write_text("".join(d + "\n" for d in _dependency_dirs()))
+
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(site), COLUMNS="100")
-    done = subprocess.run([sys.executable, "-m", "vtag", "classify", str(SAMPLE), "--top-k", "3", "--json"],
+    (elsewhere / "examples").mkdir(parents=True)
+    shutil.copy2(SAMPLE, elsewhere / "examples" / SAMPLE.name)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    env.update(COLUMNS="100", VTAG_CACHE=str(tmp_path / "cache"))
+    where = subprocess.run([str(python), "-c", "import vtag; print(vtag.__file__)"], capture_output=True,
+                           text=True, env=env, cwd=elsewhere, check=True).stdout.strip()
+    assert Path(where).resolve().is_relative_to(venv.resolve()), where  # the wheel answered, not the checkout
+    # README, quick start, first line, as typed: `vtag classify examples/yt8m-2018-sample.tfrecord --top-k 3`
+    done = subprocess.run([str(venv / "bin" / "vtag"), "classify", "examples/yt8m-2018-sample.tfrecord", "--top-k", "3"],
                           capture_output=True, text=True, env=env, cwd=elsewhere, timeout=240)
     assert done.returncode == 0, done.stderr
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-    assert lines and all(len(line["labels"]) == 3 for line in lines)
-    where = subprocess.run([sys.executable, "-c", "import vtag; print(vtag.__file__)"], capture_output=True,
-                           text=True, env=env, cwd=elsewhere, check=True).stdout
-    assert str(site) in where  # the wheel answered, not the checkout
+    from vtag.io.records import read_records
+
+    ids = [record.id for record in read_records(SAMPLE)]
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert [line.split("  ", 1)[0] for line in lines] == ids
+    for line in lines:  # "ID  name 0.912, name 0.405, name 0.101" (a name may hold ", ": "Nike, Inc.")
+        scores = re.findall(r" ([01]\.\d{3})(?=, |$)", line.split("  ", 1)[1])
+        assert len(scores) == 3 and scores == sorted(scores, reverse=True), line
 
 
 # ---- 2. -o always writes ------------------------------------------------------------------------
