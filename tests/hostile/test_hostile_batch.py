@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from batch_helpers import batch_command, results_records, silent_clips
 from media_factory import make_broken, make_media
 from vtag.tasks.batch import ResultsFile, run_batch
 from vtag.tasks.results_file import prediction_line
@@ -34,15 +35,6 @@ def _prediction(path: str) -> Prediction:
     return Prediction(path, [LabelScore(3, "Car", 0.75)], "tiny", path)
 
 
-def _results_records(path: Path, fmt: str) -> list[dict]:
-    """The records of a results file parsed the strict way: JSON split on "\\n", CSV by the csv module."""
-    if fmt == "jsonl":
-        return [json.loads(line) for line in path.read_bytes().decode("utf-8").split("\n") if line]
-    rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8"), newline="")))
-    assert rows[0] == ["path", "labels", "error"]
-    return [{"path": r[0], **({"error": r[2]} if r[2] else {"labels": r[1]})} for r in rows[1:]]
-
-
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_names_with_line_separators_resume_and_retry_keeps_finished(tmp_path, fmt):
     out = tmp_path / f"results.{fmt}"
@@ -59,7 +51,7 @@ def test_names_with_line_separators_resume_and_retry_keeps_finished(tmp_path, fm
     # --retry-failed drops the failed record only: every finished one is still there, once.
     finished, failed_before = ResultsFile(out).prepare(retry_failed=True)
     assert finished == set(done) and not failed_before
-    records = _results_records(out, fmt)
+    records = results_records(out, fmt)
     assert sorted(r["path"] for r in records) == sorted(done)
     assert all("error" not in r for r in records)
 
@@ -103,7 +95,7 @@ def test_names_that_are_not_utf8_are_tagged_and_resume(tmp_path, tiny_model, fmt
     out = tmp_path / f"results.{fmt}"
     summary = _batch([folder], out, tiny_model)
     assert (summary.done, summary.failed) == (1, 1)
-    records = _results_records(out, fmt)  # strict UTF-8: raises on a raw undecodable byte
+    records = results_records(out, fmt)  # strict UTF-8: raises on a raw undecodable byte
     assert len(records) == 2
     by_ok = {("error" not in r): r for r in records}
     assert by_ok[True]["path"].endswith("caf\udce9.mp4" if fmt == "jsonl" else "caf\\udce9.mp4")
@@ -111,7 +103,7 @@ def test_names_that_are_not_utf8_are_tagged_and_resume(tmp_path, tiny_model, fmt
     # the rerun finds both under the same names: nothing tagged again, nothing written twice
     again = _batch([folder], out, tiny_model)
     assert (again.done, again.skipped, again.failed_before) == (0, 1, 1)
-    assert len(_results_records(out, fmt)) == 2
+    assert len(results_records(out, fmt)) == 2
 
 
 def test_a_resume_that_spells_the_folder_differently_tags_nothing_again(tmp_path, tiny_model, monkeypatch):
@@ -127,7 +119,7 @@ def test_a_resume_that_spells_the_folder_differently_tags_nothing_again(tmp_path
     for spelling in (str(folder), "./clips/../clips", "link", [str(folder), "clips"]):
         again = _batch(spelling if isinstance(spelling, list) else [spelling], out, tiny_model)
         assert (again.total, again.done, again.skipped) == (2, 0, 2), spelling
-    records = _results_records(out, "jsonl")
+    records = results_records(out, "jsonl")
     assert sorted(Path(r["path"]).name for r in records) == ["a.mp4", "b.mp4"]
 
 
@@ -139,35 +131,27 @@ def test_shard_of_a_name_that_is_not_utf8():
     assert sorted(parts[0] + parts[1]) == sorted(names)
 
 
-def _cli(folder, out, model, *extra) -> list[str]:
-    return [sys.executable, "-m", "vtag", "batch", str(folder), "-o", str(out), "--workers", "0",
-            "--model", str(model), "--random-weights", "--device", "cpu", *extra]
-
-
 def _error_lines(stderr: str) -> list[str]:
     assert "Traceback" not in stderr, stderr
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
 def test_a_second_batch_on_the_same_output_refuses_in_one_line(tmp_path, tiny_model):
-    folder = tmp_path / "clips"
-    folder.mkdir()
     names = [f"c{i}.mp4" for i in range(5)]
-    for name in names:
-        make_media(folder / name, duration_s=2.0, audio=False)
+    folder = silent_clips(tmp_path / "clips", names)
     out = tmp_path / "results.jsonl"
-    first = subprocess.Popen(_cli(folder, out, tiny_model), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(batch_command(folder, out, tiny_model), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and first.poll() is None and (not out.exists() or not out.read_text()):
         time.sleep(0.05)
     assert first.poll() is None, "the first batch ended before the second could start: " + first.stderr.read()
-    second = subprocess.run(_cli(folder, out, tiny_model), capture_output=True, text=True, timeout=300)
+    second = subprocess.run(batch_command(folder, out, tiny_model), capture_output=True, text=True, timeout=300)
     assert first.wait(timeout=300) == 0, first.stderr.read()
     assert second.returncode == 2, second.stderr
     assert _error_lines(second.stderr) == [
         f"error: {out} is being written by another vtag batch (pid {first.pid}): wait for it to finish, "
         "or give -o another file"]
-    records = _results_records(out, "jsonl")
+    records = results_records(out, "jsonl")
     assert sorted(Path(r["path"]).name for r in records) == names  # each file once
     assert not list(tmp_path.glob(".results.jsonl.lock")), "the lock outlived its run"
 
@@ -182,7 +166,7 @@ def test_symlink_loops_in_the_folder_fail_alone(tmp_path, tiny_model, recursive)
     out = tmp_path / "results.jsonl"
     summary = _batch([folder], out, tiny_model, recursive=recursive)
     assert (summary.done, summary.failed) == (1, 1)
-    (error,) = [r["error"] for r in _results_records(out, "jsonl") if "error" in r]
+    (error,) = [r["error"] for r in results_records(out, "jsonl") if "error" in r]
     assert "loop.mp4" in error and "symbolic links" in error and "\n" not in error
 
 
@@ -232,25 +216,23 @@ def test_a_full_or_read_only_disk_is_one_line_and_loses_nothing(tmp_path, tiny_m
     assert str(out) in message and os.strerror(number) in message and "\n" not in message
     monkeypatch.undo()
     again = _batch([folder], out, tiny_model)
-    records = _results_records(out, fmt)
+    records = results_records(out, fmt)
     assert sorted(Path(r["path"]).name for r in records) == ["a.mp4", "b.mp4"]
     assert all("error" not in r for r in records) and again.failed == 0
 
 
 def test_a_rerun_reports_files_that_failed_earlier_and_exits_1(tmp_path, tiny_model):
-    folder = tmp_path / "clips"
-    folder.mkdir()
-    make_media(folder / "good.mp4", duration_s=1.0, audio=False)
+    folder = silent_clips(tmp_path / "clips", ["good.mp4"], duration_s=1.0)
     make_broken(folder / "text.mp4", "text")
     out = tmp_path / "results.jsonl"
-    first = subprocess.run(_cli(folder, out, tiny_model), capture_output=True, text=True, timeout=300)
+    first = subprocess.run(batch_command(folder, out, tiny_model), capture_output=True, text=True, timeout=300)
     assert first.returncode == 1, first.stderr
-    rerun = subprocess.run(_cli(folder, out, tiny_model), capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(batch_command(folder, out, tiny_model), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 1, rerun.stderr
     stderr = " ".join(rerun.stderr.split())  # rich wraps long lines
     assert "text.mp4" in stderr and "failed in an earlier run: rerun with --retry-failed" in stderr
     assert "0 tagged, 1 failed, 1 already done (of 2)" in stderr
-    assert sorted(Path(r["path"]).name for r in _results_records(out, "jsonl")) == ["good.mp4", "text.mp4"]
+    assert sorted(Path(r["path"]).name for r in results_records(out, "jsonl")) == ["good.mp4", "text.mp4"]
 
 
 HOSTILE_IDS = ["a,b", 'say "hi"', "two\nlines", "cr\rhere", "=HYPERLINK(\"http://x\",\"y\")", "+1+2", "-3",
@@ -323,7 +305,7 @@ def test_decode_workers_die_with_a_killed_batch(tmp_path, tiny_model):
     for i in range(6):
         make_media(folder / f"c{i}.mp4", duration_s=3.0)
     out = tmp_path / "results.jsonl"
-    command = _cli(folder, out, tiny_model)
+    command = batch_command(folder, out, tiny_model)
     command[command.index("--workers") + 1] = "2"
     batch = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -429,7 +411,7 @@ def test_a_nan_result_fails_that_file_alone_and_exits_1(tmp_path, tiny_model, mo
                                       str(tiny_model), "--random-weights", "--device", "cpu"])
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    records = {Path(r["path"]).name: r for r in _results_records(out, fmt)}
+    records = {Path(r["path"]).name: r for r in results_records(out, fmt)}
     assert sorted(records) == ["a.mp4", "b.mp4", "c.mp4"]
     assert "labels" in records["a.mp4"] and "labels" in records["c.mp4"]
     error = records["b.mp4"]["error"]

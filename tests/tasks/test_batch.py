@@ -3,16 +3,15 @@ interruption neither duplicates nor loses a file; results lines are never torn."
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from batch_helpers import batch_command, results_records, silent_clips
 from media_factory import make_broken, make_media
 from vtag.tasks.batch import ResultsFile, find_media, run_batch
 
@@ -52,7 +51,7 @@ def clips(tmp_path_factory) -> Path:
 
 
 def read_lines(path: Path) -> dict[str, dict]:
-    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = results_records(path, "jsonl")
     by_path = {Path(entry["path"]).name: entry for entry in lines}
     assert len(by_path) == len(lines), "a file appears twice in the results"
     return by_path
@@ -85,14 +84,10 @@ def test_every_bad_input_fails_alone_and_the_batch_goes_on(clips, tiny_model, tm
 def test_csv_results_and_exit_code(tiny_model, tmp_path):
     import csv
 
-    folder = tmp_path / "clips"
-    folder.mkdir()
-    make_media(folder / "good, with comma.mp4", duration_s=1.0, audio=False)
+    folder = silent_clips(tmp_path / "clips", ["good, with comma.mp4"], duration_s=1.0)
     make_broken(folder / "text.mp4", "text")
     out = tmp_path / "results.csv"
-    result = subprocess.run([sys.executable, "-m", "vtag", "batch", str(folder), "-o", str(out), "--workers", "0",
-                             "--model", str(tiny_model), "--random-weights", "--device", "cpu"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(batch_command(folder, out, tiny_model), capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stderr  # documented: 1 when some files failed
     rows = list(csv.reader(out.open(encoding="utf-8")))
     assert rows[0] == ["path", "labels", "error"]
@@ -109,14 +104,10 @@ def test_torn_last_line_is_cut_on_resume(tmp_path):
 
 
 def test_killed_batch_resumes_without_duplicates_or_losses(tmp_path, tiny_model):
-    folder = tmp_path / "clips"
-    folder.mkdir()
     names = [f"c{i:02d}.mp4" for i in range(6)]
-    for name in names:
-        make_media(folder / name, duration_s=2.0, audio=False)
+    folder = silent_clips(tmp_path / "clips", names)
     out = tmp_path / "results.jsonl"
-    cmd = [sys.executable, "-m", "vtag", "batch", str(folder), "-o", str(out), "--workers", "0",
-           "--model", str(tiny_model), "--random-weights", "--device", "cpu"]
+    cmd = batch_command(folder, out, tiny_model)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
