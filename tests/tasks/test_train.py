@@ -191,6 +191,9 @@ def test_size_sets_the_widths_and_explicit_ones_win(tiny_data, tmp_path):
     assert TrainConfig(**base, size="paper").model_settings() == {}  # the registry's paper widths
     assert paper_config("attend-fusion").hidden == 2048
     assert TrainConfig(**base, model_overrides={"hidden": 64}).model_settings() == {"hidden": 64, "attention_dim": 512}
+    fc = dict(train=["x.tfrecord"], model="fc-residual-gated-early-fusion")
+    assert TrainConfig(**fc).model_settings() == {"hidden": 1024}  # no attention layers to size
+    assert paper_config(fc["model"]).hidden == 8000 and TrainConfig(**fc, size="paper").model_settings() == {}
 
 
 def test_unreadable_records_fail_with_the_file_name(tiny_data, tmp_path):

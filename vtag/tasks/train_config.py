@@ -84,8 +84,12 @@ class TrainConfig:
                 raise VtagError(message)
 
     def model_settings(self) -> dict[str, Any]:
-        """The ModelConfig fields this run sets: its size's widths, then the explicit overrides."""
-        return {**SIZES[self.size], **self.model_overrides}
+        """The ModelConfig fields this run sets: its size's widths, then the explicit overrides. An FC
+        model has no attention layers, so its config keeps the paper's attention fields untouched."""
+        widths = dict(SIZES[self.size])
+        if self.model in MODELS and not MODELS[self.model].attention:
+            widths.pop("attention_dim", None)
+        return {**widths, **self.model_overrides}
 
     @property
     def out_dir(self) -> Path:
