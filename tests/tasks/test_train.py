@@ -90,6 +90,15 @@ def test_keep_optimizer_keeps_the_resume_state_of_a_finished_run(tiny_data, tmp_
     assert result.epochs_done == 3 and not (tmp_path / "run" / "last" / "optimizer.safetensors").exists()
 
 
+def test_a_kill_while_the_finished_run_drops_its_state_resumes_to_a_plain_model(tiny_data, tmp_path):
+    """Killed between the two renames of that last swap: only last.old holds the run; --resume ends it."""
+    train(config(tiny_data, tmp_path / "run", epochs=2, keep_optimizer=True), log=quiet)
+    (tmp_path / "run" / "last").rename(tmp_path / "run" / "last.old")
+    result = train(config(tiny_data, tmp_path / "run", epochs=2, resume=True), log=quiet)
+    assert result.epochs_done == 2 and not (tmp_path / "run" / "last.old").exists()
+    assert sorted(p.name for p in (tmp_path / "run" / "last").iterdir()) == ["config.json", "model.safetensors"]
+
+
 def test_a_finished_run_without_its_optimizer_state_is_refused_in_one_line(tiny_data, tmp_path):
     train(config(tiny_data, tmp_path / "run", epochs=1), log=quiet)
     with pytest.raises(VtagError, match="--keep-optimizer") as info:

@@ -50,8 +50,12 @@ def link_model_files(source: Path, folder: Path) -> None:
 
 def drop_resume_state(target: Path) -> None:
     """Swap checkpoint `target` for a plain model folder (its model files, linked): what a finished
-    run keeps. Done as a checkpoint write, so a kill midway leaves the resumable folder or the plain one."""
-    write_checkpoint(target, lambda folder: link_model_files(target, folder))
+    run keeps. Done as a checkpoint write, so a kill midway leaves the resumable folder or the plain
+    one; the resumable one may then be `target.old` (killed between the two renames), hence the source
+    is whichever find_checkpoint finds."""
+    source = find_checkpoint(target.parent) if target.name == "last" else target
+    if source is not None:
+        write_checkpoint(target, lambda folder: link_model_files(source, folder))
 
 
 def holds_model(out_dir: Path) -> bool:
