@@ -2,7 +2,7 @@
 
     python bench/bench_classify.py [examples/yt8m-2018-sample.tfrecord] [--runtime torch|numpy]
 
-Each stage is timed with perf_counter; after it, the process's peak resident memory so far (VmHWM in
+Each stage is timed with perf_counter (wall) and process_time (CPU, all threads); after it, the process's peak resident memory so far (VmHWM in
 /proc/self/status, Linux) is read, so the table shows what each stage adds to the peak. The stages
 are those of `vtag classify` on record files with the shipped model: imports, vocabulary detection,
 reading the records, loading the model (config and header checks, reading the tensors, finite check,
@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 START = time.perf_counter()
-ROWS: list[tuple[str, float, float]] = []
-_last = [START]
+CPU_START = time.process_time()
+ROWS: list[tuple[str, float, float, float]] = []
+_last = [START, CPU_START]
 
 
 def peak_mb() -> float:
@@ -37,9 +38,9 @@ def peak_mb() -> float:
 
 
 def stage(name: str) -> None:
-    now = time.perf_counter()
-    ROWS.append((name, now - _last[0], peak_mb()))
-    _last[0] = now
+    now, cpu = time.perf_counter(), time.process_time()
+    ROWS.append((name, now - _last[0], cpu - _last[1], peak_mb()))
+    _last[0], _last[1] = now, cpu
 
 
 def torch_path(path: Path, top_k: int) -> list[str]:
@@ -54,6 +55,7 @@ def torch_path(path: Path, top_k: int) -> list[str]:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     stage("import torch")
     from vtag.models import storage, weight_file
+    from vtag.models.model_dirs import read_config
     from vtag.models.packing import dequantise_state
     from vtag.models.registry import ModelConfig
     from vtag.models.trunk_files import read_tensor_file
@@ -66,7 +68,7 @@ def torch_path(path: Path, top_k: int) -> list[str]:
     audio = np.stack([r.audio for r in records])
     stage(f"read {len(records)} records")
     directory = storage.resolve_model_dir(None, "2018")
-    meta = storage._read_config(directory / storage.CONFIG_FILE)
+    meta = read_config(directory / storage.CONFIG_FILE)
     config = ModelConfig.from_dict(meta["model"])
     expected = weight_file.expected_tensors(config, "config.json")
     weight_file.check_header(directory / storage.WEIGHTS_FILE, expected, "config.json")
@@ -145,8 +147,9 @@ if __name__ == "__main__":
     stage("python start-up")
     (torch_path if args.runtime == "torch" else numpy_path)(Path(args.records), args.top_k)
     total = time.perf_counter() - START
-    print(f"{'stage':<60} {'seconds':>8} {'peak RSS MB':>12}")
-    for name, seconds, peak in ROWS:
-        print(f"{name:<60} {seconds:8.3f} {peak:12.0f}")
-    print(f"{'total (in process; + interpreter start)':<60} {total:8.3f} {peak_mb():12.0f}")
+    print(f"| {'stage':<60} | {'wall s':>7} | {'CPU s':>7} | {'peak RSS MB':>11} |")
+    for name, seconds, cpu, peak in ROWS:
+        print(f"| {name:<60} | {seconds:7.3f} | {cpu:7.3f} | {peak:11.0f} |")
+    print(f"| {'total in process (the interpreter start not included)':<60} | {total:7.3f} | "
+          f"{time.process_time() - CPU_START:7.3f} | {peak_mb():11.0f} |")
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -24,7 +24,7 @@ from vtag.io.records import INPUT_SPECS
 from vtag.models.config import ModelConfig
 from vtag.models.memory_checks import check_state as check_memory_state
 from vtag.models.model_dirs import WEIGHTS_FILE, model_files, require_weights, resolve_model_dir
-from vtag.models.packing import dequantise_array, unpack_int4_array
+from vtag.models.packing import INT4_SCALE, dequantise_array, unpack_int4_array
 from vtag.models.trunk_files import Unsupported, is_own, read_array_file, trunk_file, trunk_tensors
 from vtag.models.weight_header import MAX_WEIGHTS, check_finite, check_header
 
@@ -80,6 +80,30 @@ def expected_arrays(config: ModelConfig, source: str) -> dict[str, tuple[tuple[i
     return out
 
 
+class Scratch:
+    """Buffers reused from call to call: fresh memory costs a page fault per 4 kB on first touch, a
+    third of a second for the shipped model's 224 MB of float32 weights if they were all made at once."""
+
+    def __init__(self):
+        self._flat: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        size = int(np.prod(shape))
+        flat = self._flat.get(name)
+        if flat is None or flat.size < size or flat.dtype != dtype:
+            flat = self._flat[name] = np.empty(size, dtype)
+        return flat[:size].reshape(shape)
+
+
+def _unpacked(key: str, state: dict[str, np.ndarray], scratch: Scratch) -> np.ndarray:
+    """The float32 tensor `key` of `state`, made in the scratch buffers (valid until the next call)."""
+    stored = state[key]
+    if key + INT4_SCALE in state:
+        pairs = scratch.get("pairs", stored.shape, np.uint16)
+        return dequantise_array(key, state, scratch.get("weight", (len(stored), 2 * stored.shape[1]), np.float32), pairs)
+    return dequantise_array(key, state, scratch.get("weight", stored.shape, np.float32))
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):  # exp(-x) = inf for very negative x: the score is then 0, as in torch
         return 1 / (1 + np.exp(-x))
@@ -101,11 +125,16 @@ class NumpyMemory:
         self.offsets = state["memory.label_offsets"].astype(np.int64)
         self.values = state["memory.label_values"].astype(np.int64)
 
-    def unit_keys(self, start: int, stop: int) -> np.ndarray:
-        """Stored keys start..stop dequantised and normalised, float32, as NeighbourMemory.unit_keys."""
+    def unit_keys(self, start: int, stop: int, scratch: Scratch) -> np.ndarray:
+        """Stored keys start..stop dequantised and normalised, float32, as NeighbourMemory.unit_keys
+        (in `scratch`: valid until its next use)."""
         stored = self.keys[start:stop]
-        quantised = stored if self.settings["bits"] == 8 else unpack_int4_array(stored, self.settings["dim"])
-        return np.multiply(quantised, self.key_scale, dtype=np.float32) / self.key_norm[start:stop, None]
+        quantised = stored if self.settings["bits"] == 8 else unpack_int4_array(
+            stored, self.settings["dim"], scratch.get("key_pairs", stored.shape, np.uint16))
+        keys = np.multiply(quantised, self.key_scale, dtype=np.float32,
+                           out=scratch.get("keys", (len(stored), self.settings["dim"]), np.float32))
+        keys /= self.key_norm[start:stop, None]
+        return keys
 
     def query(self, visual: np.ndarray, audio: np.ndarray) -> np.ndarray:
         visual = visual[:, :self.visual_dim]  # the means: a mean+std model's first half
@@ -116,13 +145,16 @@ class NumpyMemory:
     def neighbours(self, visual: np.ndarray, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(index [B, k] of the k nearest stored videos, most similar first; vote weights [B, k], float64)."""
         query = _unit(self.query(visual, audio))
+        scratch = Scratch()
         videos = len(self.keys)
         k = min(self.settings["k"], videos)
         best = np.empty((len(query), 0), np.float32)
         index = np.empty((len(query), 0), np.int64)
         for start in range(0, videos, KEY_CHUNK):  # a running top k: the similarities are never all held
             stop = min(start + KEY_CHUNK, videos)
-            best = np.concatenate([best, query @ self.unit_keys(start, stop).T], axis=1)
+            similarity = np.matmul(query, self.unit_keys(start, stop, scratch).T,
+                                   out=scratch.get("similarity", (len(query), stop - start), np.float32))
+            best = np.concatenate([best, similarity], axis=1)
             index = np.concatenate([index, np.broadcast_to(np.arange(start, stop), (len(query), stop - start))], axis=1)
             if best.shape[1] > k:
                 keep = np.argpartition(-best, k - 1, axis=1)[:, :k]
@@ -164,21 +196,16 @@ class NumpyModel:
         self.memory = (NumpyMemory(config.memory, config.num_classes, INPUT_SPECS["mean"][0], state)
                        if config.memory is not None else None)
         self._stored = {k: v for k, v in state.items() if not k.startswith("memory.")}
-        self._weights: dict[str, np.ndarray] = {}
+        self._scratch = Scratch()
 
     def eval(self) -> NumpyModel:
         return self
 
-    def _weight(self, key: str) -> np.ndarray:
-        """float32, unpacked on first use and kept (the packed bytes are let go)."""
-        if key not in self._weights:
-            self._weights[key] = dequantise_array(key, self._stored)
-            for name in (key, key + ".int8_scale", key + ".int4_scale"):
-                self._stored.pop(name, None)
-        return self._weights[key]
-
     def _linear(self, x: np.ndarray, prefix: str) -> np.ndarray:
-        return x @ self._weight(prefix + "weight").T + self._weight(prefix + "bias")
+        # unpacked layer by layer into one buffer, on every call: kept, the float32 weights would be
+        # 224 MB (page faults included, a third of a second to make); unpacking is ~1/10 of the matmul
+        weight = _unpacked(prefix + "weight", self._stored, self._scratch)
+        return x @ weight.T + dequantise_array(prefix + "bias", self._stored)
 
     def _network(self, x: np.ndarray, prefix: str) -> np.ndarray:
         x = np.maximum(self._linear(x, prefix + "body.0.0."), 0)
@@ -216,8 +243,10 @@ class NumpyModel:
         return logits if self.memory is None else self.memory.blend(visual, audio, logits)
 
     def probabilities(self, visual: np.ndarray, audio: np.ndarray) -> np.ndarray:
-        """float64 [B, C] sigmoid scores."""
-        return _sigmoid(self.logits(visual, audio).astype(np.float64))
+        """float64 [B, C] sigmoid scores. Weights that overflow give NaN here as in torch, silently:
+        the caller names the video (vtag.tasks.evaluate.score_batches)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _sigmoid(self.logits(visual, audio).astype(np.float64))
 
 
 def load_numpy_model(path: str | Path) -> NumpyModel:

@@ -102,20 +102,28 @@ _NIBBLE_PAIRS = (((np.arange(256) & 0xF) - 8).astype(np.uint8).astype(np.uint16)
                  | (((np.arange(256) >> 4) - 8).astype(np.uint8).astype(np.uint16) << 8)).astype("<u2")
 
 
-def unpack_int4_array(packed: np.ndarray, columns: int) -> np.ndarray:
-    """`unpack_int4` in NumPy: int8 [N, columns]."""
-    return np.take(_NIBBLE_PAIRS, packed).view(np.int8).reshape(len(packed), -1)[:, :columns]
+def unpack_int4_array(packed: np.ndarray, columns: int, pairs: np.ndarray | None = None) -> np.ndarray:
+    """`unpack_int4` in NumPy: int8 [N, columns]. `pairs`: a uint16 array of `packed`'s shape to reuse."""
+    return np.take(_NIBBLE_PAIRS, packed, out=pairs).view(np.int8).reshape(len(packed), -1)[:, :columns]
 
 
-def dequantise_array(key: str, state: dict[str, np.ndarray]) -> np.ndarray:
+def dequantise_array(key: str, state: dict[str, np.ndarray], out: np.ndarray | None = None,
+                     pairs: np.ndarray | None = None) -> np.ndarray:
     """The float32 tensor `key` of a stored state (NumPy arrays as read from model.safetensors), as
-    `dequantise_state` makes it: the same float32 products, so the weights are bit-identical."""
+    `dequantise_state` makes it: the same float32 products, so the weights are bit-identical. `out`
+    (float32, the tensor's shape) and `pairs` (see `unpack_int4_array`) are buffers to reuse."""
     value = state[key]
     if key + INT8_SCALE in state:
-        return np.multiply(value, state[key + INT8_SCALE].astype(np.float32)[:, None], dtype=np.float32)
+        return np.multiply(value, state[key + INT8_SCALE].astype(np.float32)[:, None], dtype=np.float32, out=out)
     if key + INT4_SCALE in state:
         rows, cols = value.shape[0], 2 * value.shape[1]
-        values = unpack_int4_array(value, cols).reshape(rows, cols // INT4_GROUP, INT4_GROUP)
-        scale = state[key + INT4_SCALE].astype(np.float32)
-        return np.multiply(values, scale[..., None], dtype=np.float32).reshape(rows, cols)
-    return value.astype(np.float32) if value.dtype.kind == "f" else value
+        groups = (rows, cols // INT4_GROUP, INT4_GROUP)
+        values = unpack_int4_array(value, cols, pairs).reshape(groups)
+        scale = state[key + INT4_SCALE].astype(np.float32)[..., None]
+        return np.multiply(values, scale, dtype=np.float32, out=None if out is None else out.reshape(groups)).reshape(rows, cols)
+    if value.dtype.kind != "f" or value.dtype == np.float32:
+        return value
+    if out is None:
+        return value.astype(np.float32)
+    out[...] = value
+    return out

@@ -83,6 +83,8 @@ class Tagger:
 
         self.requested = check_vocabulary_name(vocabulary)  # None: whatever the model speaks
         self.chosen_model = model
+        if runtime not in ("auto", "torch", "numpy", "onnx"):
+            raise VtagError(f"--runtime {runtime}: use auto, torch, numpy or onnx")
         loaded = None
         if runtime in ("auto", "numpy"):  # the model in NumPy where it runs there: no torch import
             from vtag.models.numpy_runtime import load_if_supported
