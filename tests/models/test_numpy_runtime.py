@@ -288,3 +288,15 @@ def test_media_files_and_torch_runtime_keep_the_torch_path(tmp_path):
     auto = run_cli("classify", str(shard), "-q")
     assert "torch imported: True" in forced.stderr and "torch imported: False" in auto.stderr
     assert forced.stdout == auto.stdout and len(auto.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize("load, preset, want", [(99.0, None, "1"), (0.0, None, None), (99.0, "4", "4")])
+def test_one_blas_thread_only_where_the_cpus_are_busy_and_the_user_set_none(load, preset, want):
+    probe = (f"import os\nos.getloadavg = lambda: ({load}, 0.0, 0.0)\nfrom vtag.devices import fewer_blas_threads_when_busy\n"
+             "fewer_blas_threads_when_busy()\nprint(os.environ.get('OPENBLAS_NUM_THREADS'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO,
+                            env={**env, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert result.stdout.strip() == str(want), result.stderr

@@ -143,6 +143,9 @@ def classify(
     vocab: str = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
     """Tag videos, audio files or YT8M record files with the top labels of a fusion model."""
+    from vtag.devices import fewer_blas_threads_when_busy
+
+    fewer_blas_threads_when_busy()  # before NumPy loads: scoring record files is its matrix products
     from vtag.cli.app import note
     from vtag.cli.inputs import classify_inputs, require_extractor_weights
     from vtag.cli.meta import check_model_name
