@@ -262,6 +262,8 @@ def test_models_it_cannot_run_fall_back_to_torch(tmp_path, small_model):
             load_if_supported(str(folder), "cpu", "numpy", "2018")
     assert isinstance(Tagger(None, device="cpu", runtime="auto").model, numpy_runtime.NumpyModel)
     assert isinstance(Tagger(None, device="cpu", runtime="torch").model, torch.nn.Module)
+    with pytest.raises(VtagError, match="--runtime tflite: use auto, torch, numpy or onnx"):
+        Tagger(None, device="cpu", runtime="tflite")
 
 
 def test_a_gpu_is_left_to_torch(monkeypatch):
