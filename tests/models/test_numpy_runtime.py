@@ -130,12 +130,26 @@ def small_model(tmp_path_factory) -> Path:
     return save_model(hybrid, tmp_path_factory.mktemp("small"), extra={"vocabulary": "labels.csv"}, dtype="int4")
 
 
-def test_a_small_model_scores_as_torch_does(small_model):
-    visual, audio = np.stack([r.rgb for r in records(9, 5)]), np.stack([r.audio for r in records(9, 5)])
-    net, _ = load_model(small_model)
+@pytest.mark.parametrize("name, bits, dim, dtype, members", [
+    ("fc-residual-gated-early-fusion", 4, 16, "int4", 2),
+    ("fc-residual-early-fusion", 4, 9, "int8", 1),  # an odd key width: the last nibble is padding
+    ("fc-early-fusion", 8, 7, "float16", 1),
+    ("fc-early-fusion", None, None, "float32", 3),
+])
+def test_every_model_kind_it_runs_scores_as_torch_does(tmp_path, name, bits, dim, dtype, members):
+    torch.manual_seed(1)
+    net = create_model(name, num_classes=40, hidden=64, members=members).eval()
+    if bits is not None:
+        train = records(30, seed=3)
+        net = attach_memory(net, np.stack([r.rgb for r in train]), np.stack([r.audio for r in train]),
+                            [r.labels for r in train], dim=dim, bits=bits, k=4)
+    folder = save_model(net, tmp_path / "m", extra={"vocabulary": "labels.csv"}, dtype=dtype)
+    test = records(9, 5)
+    visual, audio = np.stack([r.rgb for r in test]), np.stack([r.audio for r in test])
+    loaded, _ = load_model(folder)
     with torch.inference_mode():
-        theirs = torch.sigmoid(net.eval()(torch.from_numpy(visual), torch.from_numpy(audio)).double()).numpy()
-    assert np.abs(load_numpy_model(small_model).probabilities(visual, audio) - theirs).max() <= 1e-6
+        theirs = torch.sigmoid(loaded.eval()(torch.from_numpy(visual), torch.from_numpy(audio)).double()).numpy()
+    assert np.abs(load_numpy_model(folder).probabilities(visual, audio) - theirs).max() <= 1e-6
 
 
 def altered(source: Path, tmp_path: Path, change=None, meta_change=None) -> Path:
