@@ -137,10 +137,15 @@ def classify(
     random_weights: bool = typer.Option(False, "--random-weights", help=RANDOM_WEIGHTS_HELP),
     segments: float = typer.Option(None, "--segments", help="Also tag each window of this many seconds (YT8M 2019: 5); JSON gets `segments`."),
     plot: Path = typer.Option(None, "--plot", help="Draw a tag timeline (.png or .svg) of the one input; needs vtag[plot]."),
-    runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: the fusion model in onnxruntime (pip install 'vtag[onnx]')."),
+    runtime: str = typer.Option("auto", "--runtime", help="auto (numpy for record files where it runs the model on the CPU, "
+                                "else torch), torch, numpy (no PyTorch: the early-fusion FC models), or onnx "
+                                "(pip install 'vtag[onnx]')."),
     vocab: str = typer.Option(None, "--vocab", help=VOCAB_HELP),
 ) -> None:
     """Tag videos, audio files or YT8M record files with the top labels of a fusion model."""
+    from vtag.devices import fewer_blas_threads_when_busy
+
+    fewer_blas_threads_when_busy()  # before NumPy loads: scoring record files is its matrix products
     from vtag.cli.app import note
     from vtag.cli.inputs import classify_inputs, require_extractor_weights
     from vtag.cli.meta import check_model_name

@@ -7,8 +7,7 @@ from a saved config; `paper_table()` is what `vtag models` prints.
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable
 
 import torch
@@ -19,82 +18,12 @@ from vtag.models.architectures import (
     INPUT_DIMS, AttendFusion, AttentionLateFusion, CrossModalFusion, EarlyFusion, Ensemble, FCSingle, FusionModel,
     GatedLateFusion, LateFusion, ResidualAttentionEarlyFusion,
 )
-from vtag.models.memory import check_settings
+from vtag.models.config import MODEL_FACTS, ModelConfig, unknown_model_message
+
+__all__ = ["MODELS", "ModelConfig", "ModelSpec", "build_model", "count_parameters", "create_model", "paper_config",
+           "paper_table", "unknown_model_message"]
 
 PAPER_NUM_CLASSES = 4716  # the paper trains on the 2017 YouTube-8M vocabulary
-
-
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild a model; JSON-serialisable. `tokens` is how many chunks each
-    modality's hidden vector is split into for attention; `ffn_mult` widens the attention layers'
-    feed-forward part. Fully connected models ignore the attention fields."""
-
-    name: str
-    num_classes: int = 3862
-    input_spec: str = "mean"
-    hidden: int = 2048
-    attention_dim: int = 1024
-    num_heads: int = 8
-    dropout: float = 0.4
-    tokens: int = 2
-    ffn_mult: int = 4
-    input_norm: bool = False  # not from the paper: BatchNorm1d on each modality's input features
-    experts: int = 0  # not from the paper: >0 swaps an early-fusion model's classifier for a mixture of experts
-    memory: dict[str, Any] | None = None  # not from the paper: a neighbour memory's settings (vtag/memory.py)
-    members: int = 1  # not from the paper: >1 is an ensemble of that many networks, logits averaged
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "model config") -> ModelConfig:
-        if not isinstance(data, dict):
-            raise VtagError(f"{source}: expected a JSON object with the model's settings, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise VtagError(f"{source}: unknown model setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        if "name" not in data:
-            raise VtagError(f"{source}: the model config has no 'name' (a registry name, see `vtag models`)")
-        config = cls(**data)
-        config.validate(source)
-        return config
-
-    def validate(self, source: str = "model config") -> None:
-        """Raises VtagError naming the bad setting; silent when the config can be built."""
-        if self.name not in MODELS:
-            raise VtagError(f"{source}: {unknown_model_message(self.name)}")
-        if self.input_spec not in INPUT_DIMS:
-            raise VtagError(f"{source}: input_spec '{self.input_spec}' is not one of {', '.join(INPUT_DIMS)}")
-        for key in ("num_classes", "hidden", "attention_dim", "num_heads", "tokens", "ffn_mult"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise VtagError(f"{source}: {key} must be a positive integer, got {value!r}")
-        if isinstance(self.members, bool) or not isinstance(self.members, int) or self.members < 1:
-            raise VtagError(f"{source}: members must be a positive integer, got {self.members!r}")
-        if not isinstance(self.input_norm, bool):
-            raise VtagError(f"{source}: input_norm must be true or false, got {self.input_norm!r}")
-        if isinstance(self.experts, bool) or not isinstance(self.experts, int) or self.experts < 0:
-            raise VtagError(f"{source}: experts must be 0 (a linear classifier) or a positive integer, got {self.experts!r}")
-        if self.experts and (MODELS[self.name].attention or not self.name.endswith("early-fusion")):
-            raise VtagError(f"{source}: experts applies only to the fc-*-early-fusion models, not '{self.name}'")
-        if self.memory is not None:
-            check_settings(self.memory, source)
-            if self.memory["input_dim"] != sum(INPUT_DIMS["mean"]):
-                raise VtagError(f"{source}: memory input_dim must be {sum(INPUT_DIMS['mean'])} (the means), "
-                                f"got {self.memory['input_dim']}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise VtagError(f"{source}: dropout must be in [0, 1), got {self.dropout!r}")
-        if MODELS[self.name].attention:
-            if self.hidden % self.tokens:
-                raise VtagError(f"{source}: hidden {self.hidden} does not split into {self.tokens} tokens; pick a divisor")
-            if self.attention_dim % self.num_heads:
-                raise VtagError(f"{source}: attention_dim {self.attention_dim} is not divisible by num_heads {self.num_heads}")
-
-    @property
-    def input_dims(self) -> tuple[int, int]:
-        return INPUT_DIMS[self.input_spec]
 
 
 # ---- registry ------------------------------------------------------------------------------------
@@ -116,32 +45,28 @@ def _spec(build, title, params_m, attention=True):
     return ModelSpec(build, title, params_m, attention, 2048 if attention else 8000)
 
 
-MODELS: dict[str, ModelSpec] = {
-    "fc-audio": _spec(lambda c: FCSingle(c, "audio"), "FC Audio", 103, False),
-    "fc-visual": _spec(lambda c: FCSingle(c, "visual"), "FC Visual", 110, False),
-    "fc-early-fusion": _spec(lambda c: EarlyFusion(c, "fc", 1), "FC Early Fusion", 111, False),
-    "fc-late-fusion": _spec(lambda c: LateFusion(c, "fc", 2), "FC Late Fusion", 341, False),
-    "fc-residual-early-fusion": _spec(lambda c: EarlyFusion(c, "residual", 2), "FC Residual Early Fusion", 175, False),
-    "fc-residual-late-fusion": _spec(lambda c: LateFusion(c, "residual", 2), "FC Residual Late Fusion", 341, False),
-    "fc-residual-gated-early-fusion": _spec(lambda c: EarlyFusion(c, "gated", 1), "FC Residual Gated Early Fusion", 175, False),
-    "fc-residual-gated-late-fusion": _spec(GatedLateFusion, "FC Residual Gated Late Fusion", 416, False),
-    "fc-attention": _spec(lambda c: AttentionLateFusion(c, "fc"), "FC Attention", 83),
-    "residual-attention-early-fusion": _spec(ResidualAttentionEarlyFusion, "Residual Attention Early Fusion", 79),
-    "residual-attention-late-fusion": _spec(lambda c: AttentionLateFusion(c, "residual"), "Residual Attention Late Fusion", 83),
-    "attend-fusion": _spec(AttendFusion, "Attend-Fusion", 72),
-    "audio-visual-attention": _spec(lambda c: CrossModalFusion(c, "fc", refine=False), "Audio-Visual Attention Network", 113),
-    "self-cross-modal-attention": _spec(lambda c: CrossModalFusion(c, "fc", refine=True), "Self and Cross Modal Attention Network", 172),
-    "self-attended-cross-modal-fcrn": _spec(lambda c: CrossModalFusion(c, "residual", refine=True), "Self-Attended Cross-Modal FCRN Network", 172),
-    "attend-fusion-audio-only": _spec(lambda c: AttendFusion(c, ("audio",)), "Attend-Fusion: Audio Only", 35),
-    "attend-fusion-visual-only": _spec(lambda c: AttendFusion(c, ("visual",)), "Attend-Fusion: Visual Only", 37),
-    "attend-fusion-no-attention": _spec(lambda c: AttendFusion(c, attention=False), "Attend-Fusion: No Attention", 22),
+_BUILDERS: dict[str, Callable[[ModelConfig], FusionModel]] = {
+    "fc-audio": lambda c: FCSingle(c, "audio"),
+    "fc-visual": lambda c: FCSingle(c, "visual"),
+    "fc-early-fusion": lambda c: EarlyFusion(c, "fc", 1),
+    "fc-late-fusion": lambda c: LateFusion(c, "fc", 2),
+    "fc-residual-early-fusion": lambda c: EarlyFusion(c, "residual", 2),
+    "fc-residual-late-fusion": lambda c: LateFusion(c, "residual", 2),
+    "fc-residual-gated-early-fusion": lambda c: EarlyFusion(c, "gated", 1),
+    "fc-residual-gated-late-fusion": GatedLateFusion,
+    "fc-attention": lambda c: AttentionLateFusion(c, "fc"),
+    "residual-attention-early-fusion": ResidualAttentionEarlyFusion,
+    "residual-attention-late-fusion": lambda c: AttentionLateFusion(c, "residual"),
+    "attend-fusion": AttendFusion,
+    "audio-visual-attention": lambda c: CrossModalFusion(c, "fc", refine=False),
+    "self-cross-modal-attention": lambda c: CrossModalFusion(c, "fc", refine=True),
+    "self-attended-cross-modal-fcrn": lambda c: CrossModalFusion(c, "residual", refine=True),
+    "attend-fusion-audio-only": lambda c: AttendFusion(c, ("audio",)),
+    "attend-fusion-visual-only": lambda c: AttendFusion(c, ("visual",)),
+    "attend-fusion-no-attention": lambda c: AttendFusion(c, attention=False),
 }
-
-
-def unknown_model_message(name: str) -> str:
-    close = difflib.get_close_matches(str(name), list(MODELS), n=3, cutoff=0.4)
-    hint = f"did you mean {', '.join(close)}?" if close else "see `vtag models` for the list"
-    return f"unknown model '{name}': {hint}"
+MODELS: dict[str, ModelSpec] = {name: _spec(_BUILDERS[name], title, params_m, attention)
+                                for name, (title, params_m, attention) in MODEL_FACTS.items()}
 
 
 def _spec_for(name: str) -> ModelSpec:

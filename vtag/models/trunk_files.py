@@ -1,13 +1,18 @@
-"""Reading a head model's shared tensors from its trunk's file (see vtag.models.heads)."""
+"""Reading a head model's shared tensors from its trunk's file (see vtag.models.heads); as torch
+tensors or, for the NumPy runtime, as NumPy arrays (so PyTorch is imported only for the former)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from vtag.errors import VtagError
 from vtag.models.packing import INT4_SCALE, INT8_SCALE
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 # the trunk's tensors a head model replaces: every network's classifier and the memory's labels
 OWN_SUFFIXES = ("classifier.weight", "classifier.bias")
@@ -35,6 +40,24 @@ def read_tensor_file(path: Path) -> dict[str, torch.Tensor]:
         raise VtagError(f"{path}: not a readable safetensors file ({exc}); the file is corrupt or truncated") from None
 
 
+def read_array_file(path: Path) -> dict[str, np.ndarray]:
+    """`read_tensor_file` as NumPy arrays, without PyTorch. bfloat16, which NumPy lacks, is refused
+    with `Unsupported` (the caller falls back to PyTorch)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
+        if "bf16" in str(exc).lower() or "bfloat16" in str(exc).lower():
+            raise Unsupported(f"{path}: bfloat16 tensors") from None
+        raise VtagError(f"{path}: not a readable safetensors file ({exc}); the file is corrupt or truncated") from None
+
+
+class Unsupported(Exception):
+    """What the NumPy runtime cannot run (the PyTorch path can): the caller falls back to it."""
+
+
 def file_sha256(path: Path) -> str:
     import hashlib
 
@@ -59,9 +82,9 @@ def trunk_file(config_path: Path, trunk: object, weights_file: str, trunk_sha256
     return path
 
 
-def trunk_tensors(path: Path, own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def trunk_tensors(path: Path, own: dict, read: Callable[[Path], dict] = read_tensor_file) -> dict:
     """The stored tensors a head model takes from its trunk's file: all but those the head holds
-    itself (with their quantisation scales), as stored there."""
-    stored = read_tensor_file(path)
+    itself (with their quantisation scales), as stored there (`read`: as torch tensors or arrays)."""
+    stored = read(path)
     own_bases = {_base(k) for k in own}
     return {k: v for k, v in stored.items() if _base(k) not in own_bases}

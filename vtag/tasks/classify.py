@@ -74,16 +74,29 @@ class Tagger:
     def __init__(self, model: str | Path | None = None, device: str = "auto", random_weights: bool = False,
                  runtime: str = "torch", vocabulary: str | None = None):
         """`vocabulary` (--vocab): the labels wanted for raw videos; with no `model`, it picks the shipped
-        model of that vocabulary, and a `model` of another vocabulary is refused."""
+        model of that vocabulary, and a `model` of another vocabulary is refused. `runtime`: torch, onnx,
+        numpy (vtag.models.numpy_runtime), or auto: numpy where it can run the model on the CPU, else torch."""
         from vtag.tasks.evaluate import load_for_evaluation
         from vtag.tasks.vocab_match import check_vocabulary_name, require_vocabulary
         from vtag.devices import resolve_device
         from vtag.io.vocab import load_vocabulary
 
-        self.device = resolve_device(device)
         self.requested = check_vocabulary_name(vocabulary)  # None: whatever the model speaks
         self.chosen_model = model
-        self.model, meta, self.model_dir = load_for_evaluation(model, self.device, runtime, self.requested or "2018")
+        if runtime not in ("auto", "torch", "numpy", "onnx"):
+            raise VtagError(f"--runtime {runtime}: use auto, torch, numpy or onnx")
+        loaded = None
+        if runtime in ("auto", "numpy"):  # the model in NumPy where it runs there: no torch import
+            from vtag.models.numpy_runtime import load_if_supported
+
+            loaded = load_if_supported(model, device, runtime, self.requested or "2018")
+        if loaded is not None:
+            self.device = "cpu"
+            self.model, meta, self.model_dir = loaded
+        else:
+            self.device = resolve_device(device)
+            self.model, meta, self.model_dir = load_for_evaluation(
+                model, self.device, "torch" if runtime == "auto" else runtime, self.requested or "2018")
         if self.requested is not None:
             require_vocabulary(meta, self.model_dir, self.requested, None)
         self.runtime = runtime
@@ -222,7 +235,7 @@ def classify_paths(
     tagger: Tagger | None = None,
     segments: float | None = None,
     thumbnails: int = 0,
-    runtime: str = "torch",
+    runtime: str = "auto",
     vocabulary: str | None = None,
     on_progress=None,
 ) -> Iterator[Prediction]:
@@ -231,6 +244,7 @@ def classify_paths(
     `segments=S` adds labels per S-second window (vtag.tasks.segments); `thumbnails=N` keeps up to N small
     keyframes of each media file in `Prediction.thumbnails`. Record files are scored by a model of their
     own vocabulary (see `Tagger.for_vocabulary`); `vocabulary` (--vocab) names the labels for raw videos.
+    `runtime` "auto": record files alone are scored in NumPy where it runs the model (no PyTorch).
     `on_progress(path, seconds done, total or None)` hears how far the decoding of each media file is."""
     from vtag.io.remote import is_url
 
@@ -242,6 +256,8 @@ def classify_paths(
             raise VtagError(f"{path}: no such file")
         if path.is_dir():
             raise VtagError(f"{path} is a folder: use `vtag batch {path}` to tag every video in it")
+    if runtime == "auto" and not all(is_record_file(path) for path in paths):
+        runtime = "torch"  # media files need the PyTorch extractors anyway
     tagger = tagger or Tagger(model, device=device, random_weights=random_weights, runtime=runtime, vocabulary=vocabulary)
     for path in paths:
         if is_record_file(path):

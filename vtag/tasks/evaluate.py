@@ -102,7 +102,7 @@ def _finite(start: int, scores: np.ndarray) -> tuple[int, np.ndarray]:
 def score_batches(net, visual: np.ndarray, audio: np.ndarray, batch_size: int, device: str, dtype):
     """Sigmoid scores batch by batch. float64 keeps confident scores apart: in float32, sigmoid of any
     logit above ~17 is exactly 1.0, and such ties would leave their GAP order to the tie rule."""
-    if getattr(net, "runtime", "torch") == "onnx":  # vtag.tasks.onnx_runtime.OnnxScorer: probabilities already
+    if getattr(net, "runtime", "torch") in ("onnx", "numpy"):  # OnnxScorer, NumpyModel: probabilities already
         for start in range(0, len(visual), batch_size):
             end = start + batch_size
             yield _finite(start, net.probabilities(visual[start:end], audio[start:end]).astype(dtype, copy=False))
