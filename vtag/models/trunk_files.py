@@ -46,6 +46,12 @@ def read_array_file(path: Path) -> dict[str, np.ndarray]:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
+    from vtag.models.weight_header import tensor_header
+
+    # Decided from the header, not from load_file's error: with ml_dtypes imported (onnx does),
+    # load_file would hand back bfloat16 arrays that this runtime never checked its sums against.
+    if any(dtype == "BF16" for _, dtype in tensor_header(path).values()):
+        raise Unsupported(f"{path}: bfloat16 tensors")
     try:
         return load_file(path)
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:

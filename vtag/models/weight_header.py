@@ -22,7 +22,8 @@ _NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat1
           "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 
 
-def _header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+def tensor_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{name: (shape, safetensors dtype name)} read from the header alone."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -42,7 +43,7 @@ def check_header(path: Path, expected: dict[str, tuple[tuple[int, ...], str]], c
     another shape or dtype than the model needs (int8 / int4 packed matrices as save_model packs them).
     `expected`: name -> (shape, header dtype), any float dtype standing for all three.
     Tensors `ignore` accepts may be there (a trunk's own classifiers, which a head model replaces)."""
-    header = _header(path)
+    header = tensor_header(path)
     mismatch = f": the weights do not match the model in {config_name} (not from the same run?)"
     used: set[str] = set()
     for key, (shape, dtype) in expected.items():
