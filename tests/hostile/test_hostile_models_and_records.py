@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from model_helpers import model_copy
 from vtag.errors import VtagError
 from vtag.io.fast_reader import read_video_level_arrays
 from vtag.io.records import ReadStats, YT8MRecord, read_records, write_records
@@ -160,23 +161,6 @@ def test_cli_eval_and_classify_refuse_a_nan_record_and_skip_it_with_skip_bad(tmp
 
 
 # ---- 2. weight files that are not a model's, configs too large to build ------------------------------
-
-
-def model_copy(tiny_model: Path, tmp_path: Path, change=None, meta_change=None) -> Path:
-    """A copy of the tiny model folder with its tensors (`change(state)`) or config (`meta_change(meta)`) altered."""
-    from safetensors.torch import load_file, save_file
-
-    folder = tmp_path / "model"
-    folder.mkdir()
-    state = load_file(tiny_model / "model.safetensors")
-    if change is not None:
-        change(state)
-    save_file(state, folder / "model.safetensors")
-    meta = json.loads((tiny_model / "config.json").read_text())
-    if meta_change is not None:
-        meta_change(meta)
-    (folder / "config.json").write_text(json.dumps(meta))
-    return folder
 
 
 def first_weight(state: dict) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from model_helpers import model_copy
 from vtag.errors import VtagError
 from vtag.io.records import YT8MRecord, read_records, write_records
 from vtag.models import numpy_runtime
@@ -152,22 +153,6 @@ def test_every_model_kind_it_runs_scores_as_torch_does(tmp_path, name, bits, dim
     assert np.abs(load_numpy_model(folder).probabilities(visual, audio) - theirs).max() <= 1e-6
 
 
-def altered(source: Path, tmp_path: Path, change=None, meta_change=None) -> Path:
-    from safetensors.torch import load_file, save_file
-
-    folder = tmp_path / "altered"
-    folder.mkdir()
-    state = load_file(source / "model.safetensors")
-    if change is not None:
-        change(state)
-    save_file(state, folder / "model.safetensors")
-    meta = json.loads((source / "config.json").read_text())
-    if meta_change is not None:
-        meta_change(meta)
-    (folder / "config.json").write_text(json.dumps(meta))
-    return folder
-
-
 def _set(key, value, index=None):
     def change(state):
         state[key] = state[key].clone()
@@ -209,7 +194,7 @@ def _retype(key, dtype):
 ], ids=["nan-bias", "inf-key-scale", "no-int4-scale", "no-keys", "extra-tensor", "int32-labels", "label-past-classes",
         "negative-label", "offsets", "huge-hidden", "other-hidden", "bad-hidden", "bad-bits"])
 def test_a_damaged_model_is_refused_with_the_torch_paths_line(tmp_path, small_model, change, meta_change):
-    folder = altered(small_model, tmp_path, change, meta_change)
+    folder = model_copy(small_model, tmp_path, change, meta_change)
     with pytest.raises(VtagError) as torch_error:
         load_model(folder)
     with pytest.raises(VtagError) as numpy_error:
@@ -239,7 +224,7 @@ def test_cli_refuses_a_nan_record_and_skips_it_with_skip_bad_without_torch(tmp_p
 
     labels = tmp_path / "labels.csv"
     labels.write_text("Index,Name\n" + "".join(f"{i},class {i}\n" for i in range(40)))
-    folder = altered(small_model, tmp_path, meta_change=lambda meta: meta.update(vocabulary=str(labels)))
+    folder = model_copy(small_model, tmp_path, meta_change=lambda meta: meta.update(vocabulary=str(labels)))
     good = records(3, seed=1)
     bad = good[1].rgb.copy()
     bad[5] = np.nan

@@ -25,8 +25,8 @@ from vtag.models.config import ModelConfig
 from vtag.models.memory_checks import check_state as check_memory_state
 from vtag.models.model_dirs import WEIGHTS_FILE, model_files, require_weights, resolve_model_dir
 from vtag.models.packing import INT4_SCALE, dequantise_array, unpack_int4_array
-from vtag.models.trunk_files import Unsupported, is_own, read_array_file, trunk_file, trunk_tensors
-from vtag.models.weight_header import MAX_WEIGHTS, check_finite, check_header
+from vtag.models.trunk_files import Unsupported, read_array_file, read_checked_state
+from vtag.models.weight_header import MAX_WEIGHTS, check_finite
 
 # early-fusion FC models: (layer kind, layers after the input one), as vtag.models.registry builds them
 EARLY_FUSION = {"fc-early-fusion": ("fc", 1), "fc-residual-early-fusion": ("residual", 2),
@@ -258,15 +258,7 @@ def load_numpy_model(path: str | Path) -> NumpyModel:
     if why is not None:
         raise Unsupported(why)
     expected = expected_arrays(config, str(config_path))
-    if "trunk" in meta:  # a head model (vtag.models.heads): the rest of its tensors are its trunk's
-        trunk_path = trunk_file(config_path, meta["trunk"], WEIGHTS_FILE, meta.get("trunk_sha256"))
-        check_header(weights_path, {k: v for k, v in expected.items() if is_own(k)}, config_path.name)
-        check_header(trunk_path, {k: v for k, v in expected.items() if not is_own(k)}, config_path.name, ignore=is_own)
-        state = read_array_file(weights_path)
-        state = {**trunk_tensors(trunk_path, state, read=read_array_file), **state}
-    else:
-        check_header(weights_path, expected, config_path.name)
-        state = read_array_file(weights_path)
+    state = read_checked_state(config_path, weights_path, meta, expected, WEIGHTS_FILE, read=read_array_file)
     check_finite(weights_path, state)
     if config.memory is not None:
         check_memory_state(state, config.num_classes, str(weights_path))

@@ -19,8 +19,8 @@ from vtag.models.model_dirs import (
 from vtag.models.packing import dequantise_state, quantise_state
 from vtag.models.memory import check_state as check_memory_state
 from vtag.models.registry import ModelConfig, build_model
-from vtag.models.trunk_files import is_own, read_tensor_file, trunk_file, trunk_tensors
-from vtag.models.weight_file import check_header, check_values, expected_tensors
+from vtag.models.trunk_files import read_checked_state
+from vtag.models.weight_file import check_values, expected_tensors
 
 __all__ = ["CONFIG_FILE", "DEFAULT_MODEL_DIR", "DEFAULT_MODEL_DIRS", "FORMAT", "WEIGHTS_FILE", "load_model",
            "resolve_model_dir", "save_model"]
@@ -77,15 +77,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     require_weights(weights_path)
     # everything the config implies is checked against the files' headers before anything is built
     expected = expected_tensors(config, str(config_path))
-    if "trunk" in meta:  # a head model (vtag.models.heads): the rest of its tensors are its trunk's
-        trunk_path = trunk_file(config_path, meta["trunk"], WEIGHTS_FILE, meta.get("trunk_sha256"))
-        check_header(weights_path, {k: v for k, v in expected.items() if is_own(k)}, config_path.name)
-        check_header(trunk_path, {k: v for k, v in expected.items() if not is_own(k)}, config_path.name, ignore=is_own)
-        state = read_tensor_file(weights_path)
-        state = {**trunk_tensors(trunk_path, state), **state}
-    else:
-        check_header(weights_path, expected, config_path.name)
-        state = read_tensor_file(weights_path)
+    state = read_checked_state(config_path, weights_path, meta, expected, WEIGHTS_FILE)
     check_values(weights_path, state)
     if config.memory is not None:
         check_memory_state(state, config.num_classes, str(weights_path))

@@ -94,3 +94,19 @@ def trunk_tensors(path: Path, own: dict, read: Callable[[Path], dict] = read_ten
     stored = read(path)
     own_bases = {_base(k) for k in own}
     return {k: v for k, v in stored.items() if _base(k) not in own_bases}
+
+
+def read_checked_state(config_path: Path, weights_path: Path, meta: dict, expected: dict, weights_file: str,
+                       read: Callable[[Path], dict] = read_tensor_file) -> dict:
+    """A model folder's stored tensors (`read`: as torch tensors or arrays), every file's header checked
+    against `expected` first; a head model's trunk tensors come from its trunk's (sha256-checked) file."""
+    from vtag.models.weight_header import check_header
+
+    if "trunk" not in meta:
+        check_header(weights_path, expected, config_path.name)
+        return read(weights_path)
+    trunk_path = trunk_file(config_path, meta["trunk"], weights_file, meta.get("trunk_sha256"))
+    check_header(weights_path, {k: v for k, v in expected.items() if is_own(k)}, config_path.name)
+    check_header(trunk_path, {k: v for k, v in expected.items() if not is_own(k)}, config_path.name, ignore=is_own)
+    state = read(weights_path)
+    return {**trunk_tensors(trunk_path, state, read=read), **state}
