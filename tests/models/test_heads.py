@@ -45,6 +45,16 @@ def test_names_match_ignoring_case_and_spaces_once_each():
     assert pairs.tolist() == [[0, 2], [1, 1], [4, 3]]
 
 
+def test_loose_matches_plurals_qualifiers_and_unicode_forms_after_exact_names():
+    source = vocabulary("old", ["Game", "Trailer (promotion)", "Track (rail transport)", "Track (music)",
+                                "Pok\u00e9mon", "Drum", "Drums", "Category"])
+    target = vocabulary("new", ["Games", "Trailer", "Track", "Poke\u0301mon", "Drums", "Categories"])
+    pairs = name_matches(source, target).tolist()
+    # "Drums" is taken by its exact twin first; "Track" has two qualified forms, so it stays unmatched
+    assert pairs == [[6, 4], [0, 0], [1, 1], [4, 3], [7, 5]]
+    assert name_matches(source, target, loose=False).tolist() == [[6, 4]]
+
+
 def test_matched_rows_are_copied_and_the_others_start_rare():
     model = trunk()
     head = transfer_head(model, SOURCE, TARGET)

@@ -4,7 +4,8 @@ unchanged, a new classifier ("head") per network for the other vocabulary's clas
 The 2017 release (4,716 classes, the paper's vocabulary) has 1,721 labelled videos here, the 2018 one
 47,770: too few to train a network for 2017, enough to fit a head on a trunk trained on 2018. The new
 head starts from the 2018 rows of classes with the same name (3,328 of the 3,862 2018 names are 2017
-names, case-insensitive) and the memory's 2018 labels are mapped to the 2017 ids of those classes.
+names, case-insensitive; 291 more match by singular/plural or a qualifier, see `name_matches`) and the
+memory's 2018 labels are mapped to the 2017 ids of those classes.
 
 On disk a head model is a model folder whose `config.json` names its `trunk` (the folder it shares
 tensors with, relative to its own) and whose `model.safetensors` holds only the tensors of its own:
@@ -15,6 +16,8 @@ there (no re-quantisation), so the head adds 15 MB instead of a second copy of t
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,18 +37,61 @@ from vtag.models.storage import CONFIG_FILE, FORMAT, WEIGHTS_FILE
 UNMATCHED_BIAS = -8.0  # sigmoid(-8) = 3e-4: a class no 2018 row stands for starts out as rare
 
 
-def name_matches(source: Vocabulary, target: Vocabulary) -> np.ndarray:
-    """int64 [M, 2]: (source index, target index) of the classes whose names are equal, ignoring case
-    and surrounding spaces (a name that occurs twice in either vocabulary is matched once)."""
+def _name_key(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).strip().casefold()
+
+
+def _spellings(key: str) -> list[str]:
+    """The forms a target name may take in the source vocabulary, most literal first: itself, then its
+    singular or plural (the 2017 `Games` is the 2018 `Game`)."""
+    forms = [key]
+    if key.endswith("ies"):
+        forms.append(key[:-3] + "y")
+    if key.endswith("es"):
+        forms.append(key[:-2])
+    if key.endswith("s"):
+        forms.append(key[:-1])
+    else:
+        forms.append(key + "s")
+    return forms
+
+
+def name_matches(source: Vocabulary, target: Vocabulary, loose: bool = True) -> np.ndarray:
+    """int64 [M, 2]: (source index, target index) of classes that are the same class by name, each
+    source and target class matched at most once. First, names equal ignoring case and surrounding
+    spaces; then (`loose`), for the target names still unmatched, in order: the same name after Unicode
+    NFKC, its singular or plural, or the one source name that is it plus a qualifier in parentheses
+    (the 2017 `Trailer` is the 2018 `Trailer (promotion)`). On the 2017 selection split the loose rules
+    lift the transferred head's GAP from 0.618 to 0.627 (docs/RESULTS.md, section 2.5)."""
     target_index: dict[str, int] = {}
     for index, name in enumerate(target.names):
         target_index.setdefault(name.strip().casefold(), index)
-    pairs, taken = [], set()
+    pairs, taken, taken_source = [], set(), set()
     for index, name in enumerate(source.names):
         found = target_index.get(name.strip().casefold())
         if found is not None and found not in taken and name.strip():
             pairs.append((index, found))
             taken.add(found)
+            taken_source.add(index)
+    if loose:
+        by_key: dict[str, int] = {}
+        by_stem: dict[str, list[int]] = {}
+        for index, name in enumerate(source.names):
+            key = _name_key(name)
+            by_key.setdefault(key, index)
+            by_stem.setdefault(re.sub(r"\s*\([^()]*\)$", "", key), []).append(index)
+        for index, name in enumerate(target.names):
+            key = _name_key(name)
+            if index in taken or not key:
+                continue
+            found = next((by_key[form] for form in _spellings(key)
+                          if form in by_key and by_key[form] not in taken_source), None)
+            if found is None and len(by_stem.get(key, [])) == 1 and by_stem[key][0] not in taken_source:
+                found = by_stem[key][0]
+            if found is not None:
+                pairs.append((found, index))
+                taken.add(index)
+                taken_source.add(found)
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 

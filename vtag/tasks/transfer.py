@@ -21,7 +21,7 @@ from vtag.errors import VtagError
 from vtag.io.fast_reader import read_video_level_arrays
 from vtag.io.paths import expand_paths
 from vtag.io.vocab import load_vocabulary
-from vtag.models.heads import networks, save_head_model, transfer_head, trunk_features
+from vtag.models.heads import name_matches, networks, save_head_model, transfer_head, trunk_features
 from vtag.models.storage import load_model, resolve_model_dir
 from vtag.tasks.metrics import EvaluationMetrics
 
@@ -59,7 +59,7 @@ def _score(model, weight, bias, features, visual, audio, labels) -> dict:
 
 
 def fit_head(model, train: tuple[np.ndarray, np.ndarray, np.ndarray], valid=None, epochs: int = 8,
-             lr: float = 3e-3, weight_decay: float = 1e-5, batch_size: int = 128, seed: int = 0,
+             lr: float = 3e-3, weight_decay: float = 1e-3, batch_size: int = 128, seed: int = 0,
              progress: Callable[[dict], None] | None = None) -> list[dict]:
     """Trains `model`'s classifiers in place on (visual, audio, multi-hot labels) with the trunk frozen.
     Returns the per-epoch history (GAP and Hit@1 on `valid` when given)."""
@@ -113,7 +113,7 @@ def _arrays(paths, num_classes: int, what: str):
 
 def transfer(model: str | Path | None, vocabulary: str, train: list[str], out: str | Path,
              valid: list[str] | None = None, source_vocabulary: str = "2018", epochs: int = 8,
-             lr: float = 3e-3, weight_decay: float = 1e-5, seed: int = 0, dtype: str = "int4",
+             lr: float = 3e-3, weight_decay: float = 1e-3, seed: int = 0, dtype: str = "int4",
              progress: Callable[[dict], None] | None = None) -> TransferResult:
     """`vtag transfer`: fits a `vocabulary` head on `model`'s trunk and writes it to `out` (a model
     folder sharing the trunk's tensors; keep it beside the trunk's folder)."""
@@ -130,7 +130,8 @@ def transfer(model: str | Path | None, vocabulary: str, train: list[str], out: s
     valid_arrays, valid_files = _arrays(valid, len(target), "validation") if valid else (None, [])
     history = fit_head(head, train_arrays, valid_arrays, epochs=epochs, lr=lr, weight_decay=weight_decay,
                        seed=seed, progress=progress)
-    extra = {"vocabulary": target.source, "transferred_from": {"vocabulary": source.source, "model": str(trunk_dir)},
+    extra = {"vocabulary": target.source, "transferred_from": {"vocabulary": source.source, "model": str(trunk_dir),
+                                                             "classes_matched_by_name": int(len(name_matches(source, target)))},
              "trained_on": train_files, "validated_on": valid_files, "history": history,
              "settings": {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "seed": seed},
              "seconds": round(time.time() - started, 1)}
