@@ -131,13 +131,15 @@ def _remapped_memory(model: FusionModel, pairs: np.ndarray) -> tuple[dict, dict[
                       "memory.label_values": torch.from_numpy(values.astype(np.int16))}
 
 
-def transfer_head(model: FusionModel, source: Vocabulary, target: Vocabulary) -> FusionModel:
+def transfer_head(model: FusionModel, source: Vocabulary, target: Vocabulary,
+                  pairs: np.ndarray | None = None) -> FusionModel:
     """A copy of `model` for `target`'s classes: same trunk (and memory, labels mapped), each classifier
-    row of a class whose name `source` also has copied from there, the others zero with a low bias."""
+    row of a class whose name `source` also has copied from there, the others zero with a low bias.
+    `pairs` are the matched classes when the caller has them already (default: `name_matches`)."""
     _check_transferable(model)
     if model.config.num_classes != len(source):
         raise VtagError(f"the model has {model.config.num_classes} classes, the {source.source} vocabulary {len(source)}")
-    pairs = name_matches(source, target)
+    pairs = name_matches(source, target) if pairs is None else pairs
     if not len(pairs):
         raise VtagError(f"no class name of the {source.source} vocabulary is in the {target.source} one: nothing to transfer")
     state = {k: v.clone() for k, v in model.state_dict().items()}

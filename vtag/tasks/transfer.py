@@ -124,14 +124,15 @@ def transfer(model: str | Path | None, vocabulary: str, train: list[str], out: s
     source, target = load_vocabulary(source_vocabulary), load_vocabulary(vocabulary)
     if str(meta.get("vocabulary", source_vocabulary)) != source.source:
         raise VtagError(f"{trunk_dir} speaks the {meta.get('vocabulary')} vocabulary, not {source.source}")
-    head = transfer_head(base, source, target)
+    pairs = name_matches(source, target)
+    head = transfer_head(base, source, target, pairs)
     started = time.time()
     train_arrays, train_files = _arrays(train, len(target), "training")
     valid_arrays, valid_files = _arrays(valid, len(target), "validation") if valid else (None, [])
     history = fit_head(head, train_arrays, valid_arrays, epochs=epochs, lr=lr, weight_decay=weight_decay,
                        seed=seed, progress=progress)
     extra = {"vocabulary": target.source, "transferred_from": {"vocabulary": source.source, "model": str(trunk_dir),
-                                                             "classes_matched_by_name": int(len(name_matches(source, target)))},
+                                                             "classes_matched_by_name": int(len(pairs))},
              "trained_on": train_files, "validated_on": valid_files, "history": history,
              "settings": {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "seed": seed},
              "seconds": round(time.time() - started, 1)}
