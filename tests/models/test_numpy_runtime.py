@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,8 +102,25 @@ def test_classify_records_imports_no_torch_and_prints_what_torch_prints():
     assert auto.returncode == forced.returncode == 0, (auto.stderr, forced.stderr)
     assert "torch imported: False" in auto.stderr, auto.stderr
     assert "torch imported: True" in forced.stderr
-    assert auto.stdout == forced.stdout
-    assert len(auto.stdout.splitlines()) == sum(1 for p in both for _ in read_records([p]))
+    # the same videos, labels and order; a printed score may differ by one in its last digit, where a
+    # score within 1e-5 of torch's sits on a rounding boundary (0.6015 -> 0.601 or 0.602)
+    mine, theirs = (printed_lines(run.stdout) for run in (auto, forced))
+    assert [(video, [label for label, _ in tags]) for video, tags in mine] == \
+        [(video, [label for label, _ in tags]) for video, tags in theirs]
+    for (_, got), (_, want) in zip(mine, theirs):
+        assert all(abs(a - b) <= 0.0010001 for (_, a), (_, b) in zip(got, want))
+    assert len(mine) == sum(1 for p in both for _ in read_records([p]))
+
+
+def printed_lines(stdout: str) -> list[tuple[str, list[tuple[str, float]]]]:
+    """`vtag classify` lines ("id  Label 0.216, Other label 0.209, ...") as (id, [(label, score)])."""
+    lines = []
+    for line in stdout.splitlines():
+        video, tags = line.split("  ", 1)
+        found = re.findall(r"(.+?) (\d+\.\d{3})(?:, |$)", tags)
+        assert ", ".join(f"{label} {score}" for label, score in found) == tags, line
+        lines.append((video, [(label, float(score)) for label, score in found]))
+    return lines
 
 
 def test_json_output_has_the_same_labels_and_scores_within_1e_5(tmp_path):
