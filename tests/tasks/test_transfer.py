@@ -91,3 +91,18 @@ def test_cli_transfer_then_eval_and_classify_speak_2017(setup, tmp_path):
     names_2017 = {load_vocabulary("2017").name(c) for c in CLASSES_2017}
     lines = [json.loads(line) for line in tagged.output.splitlines() if line.startswith("{")]
     assert len(lines) == 100 and sum(line["labels"][0]["name"] in names_2017 for line in lines) >= 90
+
+
+def test_the_cli_defaults_are_the_library_ones():
+    """`vtag transfer` repeats the head's optimiser defaults (the CLI does not import the training code
+    at start-up); a change to one must be a change to both."""
+    import inspect
+
+    from vtag.cli.transfer import transfer_command
+    from vtag.tasks.transfer import HEAD_LR, HEAD_WEIGHT_DECAY, fit_head
+
+    options = inspect.signature(transfer_command).parameters
+    library = inspect.signature(transfer).parameters, inspect.signature(fit_head).parameters
+    for name, value in (("lr", HEAD_LR), ("weight_decay", HEAD_WEIGHT_DECAY)):
+        assert options[name].default.default == value
+        assert all(parameters[name].default == value for parameters in library)

@@ -25,6 +25,11 @@ from vtag.models.heads import name_matches, networks, save_head_model, transfer_
 from vtag.models.storage import load_model, resolve_model_dir
 from vtag.tasks.metrics import EvaluationMetrics
 
+# the head's optimiser settings chosen on the 2017 selection split (docs/RESULTS.md section 2.5);
+# `vtag transfer` repeats them as its option defaults, kept equal by tests/tasks/test_transfer.py
+HEAD_LR = 3e-3
+HEAD_WEIGHT_DECAY = 1e-3
+
 
 @dataclass
 class TransferResult:
@@ -59,7 +64,7 @@ def _score(model, weight, bias, features, visual, audio, labels) -> dict:
 
 
 def fit_head(model, train: tuple[np.ndarray, np.ndarray, np.ndarray], valid=None, epochs: int = 8,
-             lr: float = 3e-3, weight_decay: float = 1e-3, batch_size: int = 128, seed: int = 0,
+             lr: float = HEAD_LR, weight_decay: float = HEAD_WEIGHT_DECAY, batch_size: int = 128, seed: int = 0,
              progress: Callable[[dict], None] | None = None) -> list[dict]:
     """Trains `model`'s classifiers in place on (visual, audio, multi-hot labels) with the trunk frozen.
     Returns the per-epoch history (GAP and Hit@1 on `valid` when given)."""
@@ -113,7 +118,7 @@ def _arrays(paths, num_classes: int, what: str):
 
 def transfer(model: str | Path | None, vocabulary: str, train: list[str], out: str | Path,
              valid: list[str] | None = None, source_vocabulary: str = "2018", epochs: int = 8,
-             lr: float = 3e-3, weight_decay: float = 1e-3, seed: int = 0, dtype: str = "int4",
+             lr: float = HEAD_LR, weight_decay: float = HEAD_WEIGHT_DECAY, seed: int = 0, dtype: str = "int4",
              progress: Callable[[dict], None] | None = None) -> TransferResult:
     """`vtag transfer`: fits a `vocabulary` head on `model`'s trunk and writes it to `out` (a model
     folder sharing the trunk's tensors; keep it beside the trunk's folder)."""
