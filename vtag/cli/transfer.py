@@ -16,7 +16,7 @@ def transfer_command(
     valid: list[str] = typer.Option([], "--valid", help="Validation records (repeatable): GAP and Hit@1 printed each epoch."),
     epochs: int = typer.Option(10, "--epochs", help="Passes over the training videos (0: the name-matched rows untrained, a baseline)."),
     lr: float = typer.Option(3e-3, "--lr", help="Adam learning rate of the classifiers."),
-    weight_decay: float = typer.Option(1e-3, "--weight-decay", help="Pull of each classifier row towards the row it started from (1e-3: chosen on the 2017 selection split; the library default, HEAD_WEIGHT_DECAY)."),
+    weight_decay: float = typer.Option(1e-3, "--weight-decay", help="Pull of each classifier row towards the row it started from (1e-3: chosen on the 2017 selection split)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the order of the videos."),
     save_dtype: str = typer.Option("int4", "--save-dtype", help="int4, int8, float16 or float32 for the head's weights."),
 ) -> None:
